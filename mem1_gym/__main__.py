@@ -1,0 +1,3 @@
+from mem1_gym.cli import main
+
+raise SystemExit(main())

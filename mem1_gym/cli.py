@@ -1,0 +1,71 @@
+"""``mem1-gym`` / ``python -m mem1_gym``: the demo episode, index building and the retrieval server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import time
+
+
+def _print_block(label: str, text: str, width: int) -> None:
+    print(f"--- {label} " + "-" * max(0, width - len(label) - 5))
+    for line in text.strip("\n").splitlines() or [""]:
+        print(textwrap.fill(line, width=width, subsequent_indent="    ") if len(line) > width else line)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Play one episode with the scripted oracle and print the transcript and the reward."""
+    import gymnasium as gym
+
+    import mem1_gym  # noqa: F401  (registers the ids)
+    from mem1_gym.oracle import ScriptedOracle
+
+    started = time.perf_counter()
+    env = gym.make(args.env, split=args.split)
+    obs, info = env.reset(seed=args.seed)
+    print(f"{args.env}  split={args.split}  seed={args.seed}  task={info['task_id']}  "
+          f"(env ready in {time.perf_counter() - started:.1f} s)")
+    _print_block("task prompt (observation 0)", obs, args.width)
+    oracle = ScriptedOracle()
+    oracle.reset(env.unwrapped.task)
+    total, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        action = oracle.act(obs, info["turns_left"])
+        _print_block(f"turn {info['turn'] + 1}: oracle", action, args.width)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        if obs:
+            _print_block(f"turn {info['turn']}: environment", obs, args.width)
+    golds = [" | ".join(aliases) for aliases in env.unwrapped.task.golds]
+    print("=" * args.width)
+    for i, (em, f1, gold) in enumerate(zip(info["em"], info["f1"], golds), start=1):
+        print(f"Q{i}: EM {em:.0f}  F1 {f1:.2f}  gold: {gold}")
+    print(f"reward {total:.1f} (EM count {info['n_correct']}/{info['n_questions']}) in {info['turn']} turns, "
+          f"{'terminated' if terminated else 'truncated'}")
+    env.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mem1-gym", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="play one episode with the scripted oracle and print the transcript")
+    p.add_argument("--env", default="MEM1-MultiHopQA-2", help="environment id (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="reset seed: picks the task (default: %(default)s)")
+    p.add_argument("--split", default="validation", choices=("train", "validation", "test"))
+    p.add_argument("--width", type=int, default=110, help="wrap long lines to this many characters")
+    p.set_defaults(func=demo)
+    from mem1_gym.retrieval.cli import add_commands
+
+    add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Multi-objective multi-hop retrieval QA: ``MEM1-MultiHopQA-{1,2,3,4,6,8,16}``."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.error import ResetNeeded
+
+from mem1_gym import protocol
+from mem1_gym.core import UnicodeText
+from mem1_gym.data.tasks import Task
+from mem1_gym.envs.qa_common import QAConfig, load_tasks
+from mem1_gym.protocol import ActionType
+from mem1_gym.retrieval.base import RetrievalError, Retriever
+from mem1_gym.scoring import AnswerScore, score_answer_text
+
+_ACTION_NAMES = {ActionType.SEARCH: "search", ActionType.ANSWER: "answer", ActionType.INVALID: "invalid"}
+
+
+class MultiHopQAEnv(gym.Env[str, str]):
+    """N questions answered in one episode by searching a local index, MEM1-style.
+
+    ## Description
+    The multi-objective QA task of MEM1 (Zhou, Qu et al., 2025): N questions (single-hop and
+    two-hop bridge/comparison) are composed into one task; the agent searches a passage index one
+    query per turn and finally answers all N at once. It is the horizon knob of the paper: train on
+    N = 2, evaluate on N = 1…16. The embedded default is a generated encyclopedia of invented
+    entities (no downloads, no pretraining contamination); real FlashRAG/Search-R1/MEM1 data loads
+    by path through the same code.
+
+    ## Action Space
+    :class:`~mem1_gym.core.UnicodeText`: any string. A full model turn
+    ``<think>state</think><search>query</search>`` or ``<think>state</think><answer>a1; a2</answer>``
+    (the first complete action block counts; text after it is ignored), or a bare
+    ``search[query]`` / ``answer[a1; a2]``. Anything else is an invalid action (never an exception).
+
+    ## Observation Space
+    :class:`~mem1_gym.core.UnicodeText`. After ``reset``: the task prompt (instructions, turn budget,
+    the N questions). After a search: exactly the text to append to the model's context,
+    ``"\\n\\n<information>[HINT]You have 4 turns left.[/HINT]\\n\\nDoc 1(Title: \\"X\\") ...\\n</information>\\n\\n"``.
+    After an invalid action: the same block with a message that restates the expected syntax.
+    After the answer: ``""``.
+
+    ## Rewards
+    0 on every step but the last (minus ``invalid_action_penalty`` for an invalid turn). On the
+    answer: ``reward_scale`` x (EM count, the number of questions answered exactly, 0…N) or x summed
+    F1 with ``reward="f1"``. Missing answers score 0 and extra answers are ignored. No answer
+    before the budget runs out: 0.
+
+    ## Starting State
+    A task drawn uniformly from the split by the seeded generator, or ``options["task_index"]``.
+    The same seed gives the same task and the same observations.
+
+    ## Episode End
+    * Termination: the agent answers (a valid ``<answer>`` block).
+    * Truncation: ``max_turns`` turns were used without an answer.
+
+    ## Information
+    Every step: ``turn`` (turns used), ``turns_left``, ``max_turns``, ``task_id``, ``task_index``,
+    ``n_questions``, ``action_type`` ("search", "answer", "invalid"; "" after reset),
+    ``valid_action``, ``error`` (why the action was invalid or the search failed; ""), ``query``,
+    ``has_think``, ``consumed_chars`` (characters of the action the env read, through the action's
+    closing tag: trainers should cut the model turn there), ``doc_ids`` (retrieved passage ids),
+    ``injected`` (the exact text the env injected into the transcript: the observation).
+    On the last step also: ``em`` and ``f1`` (per question, in order), ``em_sum`` (EM count),
+    ``f1_sum``, ``n_correct``, ``success`` (all correct), ``answered``, ``n_answers`` (answers given),
+    ``answer_count_mismatch``.
+
+    ## Arguments
+    See :class:`~mem1_gym.envs.qa_common.QAConfig`; every field is a ``gym.make`` kwarg, e.g.
+    ``gym.make("MEM1-MultiHopQA-4", split="test", retriever="http://127.0.0.1:8013/retrieve")``.
+
+    ## Example
+    >>> import gymnasium as gym, mem1_gym
+    >>> env = gym.make("MEM1-MultiHopQA-2")
+    >>> obs, info = env.reset(seed=0)
+    >>> info["n_questions"], info["turns_left"]
+    (2, 6)
+    >>> obs, reward, terminated, truncated, info = env.step("<think>nothing yet</think><search>hello</search>")
+    >>> obs.lstrip().startswith("<information>[HINT]You have 5 turns left.[/HINT]"), reward, terminated
+    (True, 0.0, False)
+    >>> env.step("bad")[4]["valid_action"]
+    False
+    >>> env.close()
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.config = QAConfig(n_questions=n_questions, **kwargs)
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self.action_space = UnicodeText()
+        self.tasks, corpus_path = load_tasks(self.config)
+        self._retriever, self._owns_retriever = _get_retriever(self.config, corpus_path)
+        self.max_turns = self.config.turn_budget
+        self._task: Task | None = None
+        self._task_index = -1
+        self._turn = 0
+        self._done = False
+        self._last_obs = ""
+        self._closed = False
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        index = (options or {}).get("task_index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.tasks)))
+        elif not 0 <= int(index) < len(self.tasks):
+            raise ValueError(f"task_index must be in [0, {len(self.tasks)}) for split {self.config.split!r}, got {index}")
+        self._task_index, self._task = int(index), self.tasks[int(index)]
+        self._turn, self._done = 0, False
+        self._last_obs = protocol.qa_prompt(self._task.questions, self.max_turns)
+        info = self._base_info(action_type="", valid=True, error="", query="", has_think=False, consumed=0)
+        info.update(doc_ids=[], injected=self._last_obs)
+        return self._last_obs, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if self._task is None or self._done:
+            raise ResetNeeded("call reset() before step(), and again after an episode ends")
+        self._turn += 1
+        turns_left = self.max_turns - self._turn
+        parsed = protocol.parse_action(action)
+        info = self._base_info(
+            action_type=_ACTION_NAMES[parsed.type],
+            valid=parsed.valid,
+            error=parsed.error,
+            query=parsed.content if parsed.type is ActionType.SEARCH else "",
+            has_think=parsed.think is not None,
+            consumed=parsed.end,
+        )
+        reward, doc_ids = 0.0, []
+        if parsed.type is ActionType.ANSWER:
+            score = score_answer_text(parsed.content, self._task.golds)
+            obs, terminated = "", True
+            reward = self.config.reward_scale * (score.em_sum if self.config.reward == "em" else score.f1_sum)
+            info.update(_final_info(score, answered=True))
+        else:
+            hint = protocol.turns_left_hint(turns_left)
+            if parsed.type is ActionType.SEARCH:
+                body, doc_ids, search_error = self._search(parsed.content)
+                info["error"] = search_error
+            else:
+                body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
+                reward = -self.config.invalid_action_penalty
+            obs, terminated = protocol.information_block(hint, body), False
+        truncated = not terminated and turns_left <= 0
+        if truncated:
+            info.update(_final_info(score_answer_text("", self._task.golds), answered=False))
+        self._done = terminated or truncated
+        self._last_obs = obs
+        info.update(doc_ids=doc_ids, injected=obs)
+        return obs, float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        return self._last_obs if self.render_mode == "ansi" else None
+
+    def close(self) -> None:
+        if not self._closed and self._owns_retriever:
+            self._retriever.close()
+        self._closed = True
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def task(self) -> Task | None:
+        """The current task (questions, gold aliases, hops): for oracles and evaluation, not agents."""
+        return self._task
+
+    def _search(self, query: str) -> tuple[str, list[str], str]:
+        try:
+            docs = self._retriever.search([query], self.config.k)[0]
+        except RetrievalError as err:
+            if self.config.on_retrieval_error == "raise":
+                raise
+            return f"The search failed: {err}. Try again or answer with what you know.", [], str(err)
+        body = protocol.render_docs(docs) if docs else protocol.EMPTY_RESULTS_MESSAGE
+        return body, [d.id for d in docs], ""
+
+    def _base_info(self, *, action_type: str, valid: bool, error: str, query: str, has_think: bool, consumed: int) -> dict:
+        return {
+            "turn": self._turn,
+            "turns_left": self.max_turns - self._turn,
+            "max_turns": self.max_turns,
+            "task_id": self._task.id,
+            "task_index": self._task_index,
+            "n_questions": len(self._task),
+            "action_type": action_type,
+            "valid_action": valid,
+            "error": error,
+            "query": query,
+            "has_think": has_think,
+            "consumed_chars": consumed,
+        }
+
+
+def _final_info(score: AnswerScore, answered: bool) -> dict:
+    return {
+        "em": list(score.em),
+        "f1": list(score.f1),
+        "em_sum": score.em_sum,
+        "f1_sum": score.f1_sum,
+        "n_correct": int(score.em_sum),
+        "success": answered and score.success,
+        "answered": answered,
+        "n_answers": score.n_given if answered else 0,
+        "answer_count_mismatch": answered and score.count_mismatch,
+    }
+
+
+# In-process indexes are shared by every env of a process (a SyncVectorEnv of 16 envs loads one
+# index, not 16) and closed at exit; HTTP clients belong to their env.
+_SHARED: dict[tuple, Retriever] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _get_retriever(config: QAConfig, corpus_path: str | None) -> tuple[Retriever, bool]:
+    from mem1_gym.retrieval import make_retriever
+
+    spec = config.retriever
+    if isinstance(spec, Retriever):
+        return spec, False
+    if isinstance(spec, str) and spec.startswith(("http://", "https://")):
+        return make_retriever(spec, timeout=config.retrieval_timeout), True
+    key = (spec, corpus_path, config.index_dir)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = make_retriever(spec, corpus_path=corpus_path, index_dir=config.index_dir)
+        return _SHARED[key], False
+
+
+@atexit.register
+def _close_shared() -> None:
+    for retriever in _SHARED.values():
+        retriever.close()
+    _SHARED.clear()

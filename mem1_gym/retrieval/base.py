@@ -1,0 +1,108 @@
+"""The retrieval contract: passages (:class:`Doc`), the batched :class:`Retriever` interface, the corpus.
+
+Corpus format (Search-R1 / wiki-18): JSON lines ``{"id": "0", "contents": "\\"Title\\"\\ntext"}``;
+the first line of ``contents`` is the title *with* its quotes, the rest is the passage text.
+"""
+
+from __future__ import annotations
+
+import abc
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+
+class RetrievalError(RuntimeError):
+    """A retrieval backend, index or server failed; the message names the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One retrieved passage."""
+
+    id: str
+    title: str  # first line of ``contents``, quotes kept: '"Evan Morris"'
+    text: str  # the rest of ``contents``
+    score: float | None = None
+
+    @property
+    def contents(self) -> str:
+        return f"{self.title}\n{self.text}"
+
+    @classmethod
+    def from_contents(cls, doc_id: str, contents: str, score: float | None = None) -> "Doc":
+        title, _, text = contents.partition("\n")
+        return cls(str(doc_id), title, text, score)
+
+
+class Retriever(abc.ABC):
+    """Batched search: one list of at most ``k`` docs per query, best first."""
+
+    name: str = "retriever"
+
+    @abc.abstractmethod
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Doc]]: ...
+
+    def close(self) -> None:
+        """Release files, JVMs, sockets. Idempotent."""
+
+    def __enter__(self) -> "Retriever":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
+    """Yield ``(id, contents)`` from a corpus jsonl (optionally ``.gz``), with errors that name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"corpus not found at {path}; pass corpus_path= a Search-R1-format jsonl "
+            f"({{\"id\", \"contents\"}} per line), or omit it to use the embedded synthetic world"
+        )
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                yield str(row["id"]), row["contents"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise RetrievalError(
+                    f"corpus {path} line {line_no} is not a {{\"id\", \"contents\"}} JSON object ({err}); "
+                    f"fix or regenerate the file"
+                ) from err
+
+
+class Corpus:
+    """All passages of a corpus in memory, addressable by row (index backends store rows)."""
+
+    def __init__(self, ids: list[str], contents: list[str], path: Path | None = None):
+        if len(ids) != len(contents):
+            raise ValueError("ids and contents must have the same length")
+        self.ids = ids
+        self.contents = contents
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Corpus":
+        ids, contents = [], []
+        for doc_id, text in iter_corpus(path):
+            ids.append(doc_id)
+            contents.append(text)
+        if not ids:
+            raise RetrievalError(f"corpus {path} is empty; it needs at least one {{\"id\", \"contents\"}} line")
+        return cls(ids, contents, Path(path))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def doc(self, row: int, score: float | None = None) -> Doc:
+        return Doc.from_contents(self.ids[row], self.contents[row], score)
