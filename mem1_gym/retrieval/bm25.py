@@ -8,10 +8,14 @@ backend rank passages alike. Row ``i`` of the index is row ``i`` of the :class:`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever
 
@@ -21,6 +25,14 @@ _PARAMS_FILE = "mem1_bm25.json"
 # Words of one character count, as in Lucene's analyzer: bm25s' default pattern (\w\w+) drops them,
 # and with them the "7" of "Apollo 7" and the initials of names.
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
+_TOKEN_RE = re.compile(_TOKEN_PATTERN)
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN  # what bm25s.tokenize(stopwords="en") removes
+
+    return frozenset(STOPWORDS_EN)
 
 
 @dataclass(frozen=True)
@@ -31,8 +43,9 @@ class BM25Config:
     """Term-frequency saturation (Lucene's default; built into the stored scores)."""
     b: float = 0.4
     """Document-length normalisation in [0, 1] (Lucene's default; built into the stored scores)."""
-    stemmer: str = "auto"
-    """Stemming: "english" (needs PyStemmer), "none", or "auto" (english when PyStemmer is installed)."""
+    stemmer: str = "english"
+    """Stemming: "english" (Snowball, PyStemmer: a core dependency so that every machine builds the
+    same index), "none", or "auto" (english when PyStemmer is installed)."""
     n_threads: int = 0
     """Threads for batched search; 0 scores queries in the calling thread."""
 
@@ -129,26 +142,50 @@ class BM25Retriever(Retriever):
     def search(self, queries: Sequence[str], k: int = 3) -> list[list[Doc]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if not queries:
-            return []
-        import bm25s
+        return [self._search_one(query, k) for query in queries]
 
-        tokens = bm25s.tokenize(
-            list(queries),
-            lower=True,
-            token_pattern=_TOKEN_PATTERN,
-            stopwords="en",
-            stemmer=self._stem,
-            return_ids=False,
-            show_progress=False,
-        )
-        # bm25s refuses k > number of documents; asking for fewer is the same answer.
-        rows, scores = self._model.retrieve(
-            tokens, k=min(k, len(self._corpus)), show_progress=False, n_threads=self.config.n_threads
-        )  # (Q, k), (Q, k)
-        # A zero score means no query term occurs in the passage (blank query, unknown words):
-        # Lucene returns no hit there, and neither do we, so both backends agree on "nothing found".
-        return [
-            [self._corpus.doc(int(row), float(score)) for row, score in zip(row_ids, row_scores) if score > 0]
-            for row_ids, row_scores in zip(rows, scores)
-        ]
+    def _search_one(self, query: str, k: int) -> list[Doc]:
+        """Score only the passages that contain a query term.
+
+        bm25s' own ``retrieve`` materialises a score for every passage and runs ``argpartition``
+        over all of them: 0.35 ms per query at 20k passages, 1.7 ms at 100k, 95% of the search time
+        (profiled). Reading the postings of the query terms from the stored CSC matrix and ranking
+        only those is exact (a passage without a query term scores 0, and Lucene returns no hit for
+        it either) and costs time in proportion to the postings, not the corpus.
+        """
+        term_ids = self._term_ids(query)
+        if not term_ids:
+            return []
+        data, rows, indptr = self._postings
+        if len(term_ids) == 1:
+            start, stop = indptr[term_ids[0]], indptr[term_ids[0] + 1]
+            passages, scores = rows[start:stop], data[start:stop]
+        else:
+            spans = [(indptr[t], indptr[t + 1]) for t in term_ids]
+            hits = np.concatenate([rows[a:b] for a, b in spans])
+            passages, where = np.unique(hits, return_inverse=True)  # sorted passage rows
+            scores = np.bincount(where, weights=np.concatenate([data[a:b] for a, b in spans]))
+        if len(passages) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+        else:
+            top = np.arange(len(passages))
+        # Highest score first; ties by corpus row, so results never depend on partition order.
+        top = top[np.lexsort((passages[top], -scores[top]))]
+        return [self._corpus.doc(int(passages[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def _term_ids(self, query: str) -> list[int]:
+        """The index's term ids of ``query``, tokenised exactly as bm25s tokenised the passages
+        (lowercase, ``_TOKEN_PATTERN``, English stopwords removed, then stemmed). Repeated terms
+        count twice, as in bm25s and in Lucene's boolean query."""
+        words = [w for w in _TOKEN_RE.findall(query.lower()) if w not in _stopwords()]
+        if self._stem is not None:
+            words = self._stem.stemWords(words)
+        vocab = self._model.vocab_dict
+        return [vocab[w] for w in words if w in vocab]
+
+    @functools.cached_property
+    def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, passage rows, term pointers): the column-compressed matrix bm25s stores."""
+        stored = self._model.scores
+        return np.asarray(stored["data"]), np.asarray(stored["indices"]), np.asarray(stored["indptr"])
+
