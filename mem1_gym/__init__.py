@@ -13,14 +13,26 @@ __version__ = "0.1.0"
 
 MULTIHOP_QA_HORIZONS = (1, 2, 3, 4, 6, 8, 16)
 
+# (id, entry point, kwargs, nondeterministic): one block per env family.
+_SPECS: list[tuple[str, str, dict, bool]] = []
+
+# --- MultiHopQA (local index) ---
+_SPECS += [
+    (f"MEM1-MultiHopQA-{n}", "mem1_gym.envs.multihop_qa:MultiHopQAEnv", {"n_questions": n}, False)
+    for n in MULTIHOP_QA_HORIZONS
+]
+
+# --- WebShop ---
+
+# --- WebQA ---
+
 
 def _register_all() -> None:
-    for n in MULTIHOP_QA_HORIZONS:
-        env_id = f"MEM1-MultiHopQA-{n}"
+    for env_id, entry_point, kwargs, nondeterministic in _SPECS:
         if env_id not in registry:
-            register(id=env_id, entry_point="mem1_gym.envs.multihop_qa:MultiHopQAEnv", kwargs={"n_questions": n})
+            register(id=env_id, entry_point=entry_point, kwargs=kwargs, nondeterministic=nondeterministic)
 
 
 _register_all()
 
-ENV_IDS = tuple(f"MEM1-MultiHopQA-{n}" for n in MULTIHOP_QA_HORIZONS)
+ENV_IDS = tuple(spec[0] for spec in _SPECS)
