@@ -111,12 +111,14 @@ def resolve_qa_file(qa_path: str | Mapping[str, str], split: str) -> Path:
 
 
 def _is_mem1_parquet(path: str) -> bool:
-    """MEM1's multi-objective parquet carries a ``reward_model`` column; FlashRAG files do not."""
+    """MEM1's multi-objective parquet has a ``reward_model`` column and no ``question`` column
+    (Search-R1's single-question parquet has both, and is read as FlashRAG rows)."""
     if not path.endswith(".parquet"):
         return False
     import pyarrow.parquet as pq
 
-    return "reward_model" in pq.read_schema(path).names
+    names = pq.read_schema(path).names
+    return "reward_model" in names and "question" not in names
 
 
 @functools.lru_cache(maxsize=32)
