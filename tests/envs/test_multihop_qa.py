@@ -233,3 +233,29 @@ def test_flashrag_parquet_and_split_mapping(flashrag_dir):
 def test_missing_corpus_names_the_path(flashrag_dir):
     with pytest.raises(FileNotFoundError, match="nowhere/corpus.jsonl"):
         gym.make("MEM1-MultiHopQA-1", corpus_path="/nowhere/corpus.jsonl", qa_path=str(flashrag_dir))
+
+
+def test_mem1_multi_objective_parquet(flashrag_dir):
+    """MEM1's own parquet: tasks are pre-composed rows whose prompt ends with the questions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    questions = ["When was Orvane Castle built", "Where was Tella Quorr born"]
+    row = {
+        "data_source": "hotpotqa",
+        "prompt": [{"role": "user", "content": "You will answer several questions...\n"
+                    "Answer the following questions: " + "; ".join(q + "?" for q in questions) + "\n"}],
+        "ability": "fact-reasoning",
+        "reward_model": {"style": "rule", "ground_truth": {"target": [["1321"], ["Pell Ash"]]}},
+        "extra_info": {"split": "test", "indices": [0, 1]},
+    }
+    pq.write_table(pa.Table.from_pylist([row]), flashrag_dir / "mem1_test.parquet")
+    env = gym.make("MEM1-MultiHopQA-2", corpus_path=str(flashrag_dir / "corpus.jsonl"), split="test",
+                   qa_path={"test": str(flashrag_dir / "mem1_test.parquet")}, index_dir=str(flashrag_dir / "index"))
+    assert [q.rstrip("?") for q in env.unwrapped.tasks[0].questions] == questions
+    total, terminated, info, _ = play_oracle(env, seed=0)
+    assert terminated and total == 2.0
+    env.close()
+    with pytest.raises(ValueError, match="MEM1-MultiHopQA-2"):
+        gym.make("MEM1-MultiHopQA-4", corpus_path=str(flashrag_dir / "corpus.jsonl"), split="test",
+                 qa_path={"test": str(flashrag_dir / "mem1_test.parquet")}, index_dir=str(flashrag_dir / "index"))
