@@ -259,3 +259,20 @@ def test_mem1_multi_objective_parquet(flashrag_dir):
     with pytest.raises(ValueError, match="MEM1-MultiHopQA-2"):
         gym.make("MEM1-MultiHopQA-4", corpus_path=str(flashrag_dir / "corpus.jsonl"), split="test",
                  qa_path={"test": str(flashrag_dir / "mem1_test.parquet")}, index_dir=str(flashrag_dir / "index"))
+
+
+def test_env_over_the_retrieval_server_matches_in_process():
+    """Many workers can share one index: the env through the Search-R1 HTTP format sees the same passages."""
+    from mem1_gym.data.synthetic import WorldConfig, ensure_world
+    from mem1_gym.retrieval import make_retriever
+    from mem1_gym.retrieval.server import start_server
+
+    retriever = make_retriever("bm25s", corpus_path=ensure_world(WorldConfig()).corpus_path)
+    actions = ["<think>s</think><search>founded by</search>", "junk", "<search>capital river</search>", "<answer>a; b</answer>"]
+    with start_server(retriever) as server:
+        runs = []
+        for spec in ("bm25s", server.url + "/retrieve"):
+            env = gym.make("MEM1-MultiHopQA-2", retriever=spec)
+            runs.append([env.reset(seed=3)] + [env.step(a) for a in actions])
+            env.close()
+    assert runs[0] == runs[1]
