@@ -1,0 +1,163 @@
+"""PPO for a token-emitting policy: clipped policy loss, clipped value loss, KL to a reference, entropy.
+
+Everything is computed on sampled tokens only (``Batch.loss_mask``): prompt and observation tokens
+never carry policy loss, value loss, KL or entropy. The KL uses the k3 estimator
+``exp(ref - logp) - (ref - logp) - 1``, which is non-negative per token without clamping (the
+original clamped a k1 estimate at 0: reference/mem1.md §8, B9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from mem1_agent.train.layouts import Batch
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyper-parameters of one PPO update."""
+
+    algo: str = "ppo"
+    """"ppo" (value head + GAE), "grpo" (group mean baseline) or "rloo" (leave-one-out baseline)."""
+    clip_eps: float = 0.2
+    """Policy ratio clip range."""
+    value_clip: float = 0.2
+    """Value clip range around the rollout-time value (PPO only)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (PPO only)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    kl_coef: float = 0.0
+    """Weight of the KL penalty to the frozen reference policy; 0 skips the reference forward."""
+    gamma: float = 1.0
+    """Discount over sampled tokens (1: the outcome counts fully for every token)."""
+    lam: float = 1.0
+    """GAE lambda."""
+    normalize_advantages: bool = True
+    """Whiten advantages over the batch's sampled tokens."""
+    group_std: bool = False
+    """GRPO: divide by the group's reward std."""
+    lr: float = 1e-5
+    """AdamW learning rate after warm-up."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear learning-rate warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    epochs: int = 1
+    """Passes over each batch of rollouts."""
+    micro_batch_size: int = 4
+    """Samples per forward/backward; gradients accumulate over a mini-batch."""
+    mini_batch_size: int = 16
+    """Samples per optimizer step."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ("ppo", "grpo", "rloo"):
+            raise ValueError(f"algo must be 'ppo', 'grpo' or 'rloo', got {self.algo!r}")
+        if not 0 < self.clip_eps < 1:
+            raise ValueError(f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        if self.kl_coef < 0 or self.ent_coef < 0 or self.vf_coef < 0:
+            raise ValueError("kl_coef, ent_coef and vf_coef must be >= 0 (0 turns a term off)")
+        if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError(f"need 0 < gamma <= 1 and 0 <= lam <= 1, got gamma={self.gamma}, lam={self.lam}")
+        if self.micro_batch_size < 1 or self.mini_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"mini_batch_size ({self.mini_batch_size}) must be a positive multiple of micro_batch_size "
+                f"({self.micro_batch_size}): gradients accumulate over whole micro-batches"
+            )
+        if self.lr <= 0 or self.warmup_steps < 0 or self.epochs < 1:
+            raise ValueError("lr must be > 0, warmup_steps >= 0 and epochs >= 1")
+
+
+class ValueHead(torch.nn.Module):
+    """A scalar value per position from the policy's last hidden state (shared trunk)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.proj = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.proj.weight)  # start at V = 0: no spurious advantages at step 0
+        torch.nn.init.zeros_(self.proj.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, S, H) -> (B, S)
+        return self.proj(hidden.float())[..., 0]
+
+
+class Forward(NamedTuple):
+    logprobs: torch.Tensor  # (B, S) of the target tokens, 0 off the loss mask
+    entropy: torch.Tensor  # (B, S) of the predicting distribution, 0 off the loss mask
+    values: torch.Tensor | None  # (B, S) value of the state before each sampled token
+
+
+def forward(model: torch.nn.Module, batch: Batch, value_head: ValueHead | None = None) -> Forward:
+    """One forward pass over a batch of either layout."""
+    mask = batch.attention_mask.to(next(model.parameters()).dtype)
+    out = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
+                output_hidden_states=value_head is not None)
+    index = batch.logit_index  # (B, S): slot whose output predicts the target at this slot
+    logits = torch.gather(out.logits, 1, index[..., None].expand(-1, -1, out.logits.shape[-1])).float()  # (B, S, V)
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logprobs = torch.gather(logp_all, 2, batch.target_ids[..., None])[..., 0] * batch.loss_mask
+    entropy = -(logp_all.exp() * logp_all).sum(-1) * batch.loss_mask
+    values = None
+    if value_head is not None:
+        hidden = torch.gather(out.hidden_states[-1], 1, index[..., None].expand(-1, -1, out.hidden_states[-1].shape[-1]))
+        values = value_head(hidden) * batch.loss_mask
+    return Forward(logprobs, entropy, values)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def ppo_loss(new: Forward, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+             config: PPOConfig, old_values: torch.Tensor | None = None, returns: torch.Tensor | None = None,
+             ref_logprobs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The PPO objective on one micro-batch; all tensors (B, S) aligned with ``Batch`` slots."""
+    log_ratio = (new.logprobs - old_logprobs) * mask
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - config.clip_eps, 1 + config.clip_eps) * advantages
+    policy_loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
+    loss = policy_loss - config.ent_coef * masked_mean(new.entropy, mask)
+    stats = _detached_stats(policy_loss, new.entropy, ratio, log_ratio, mask, config)
+    if config.algo == "ppo":
+        v_clipped = old_values + (new.values - old_values).clamp(-config.value_clip, config.value_clip)
+        value_loss = 0.5 * masked_mean(torch.maximum((new.values - returns) ** 2, (v_clipped - returns) ** 2), mask)
+        loss = loss + config.vf_coef * value_loss
+        stats["value_loss"] = value_loss.item()
+    if config.kl_coef > 0:
+        log_ref_ratio = (ref_logprobs - new.logprobs) * mask
+        kl = masked_mean(log_ref_ratio.exp() - log_ref_ratio - 1, mask)
+        loss = loss + config.kl_coef * kl
+        stats["kl_ref"] = kl.item()
+    return loss, stats
+
+
+@torch.no_grad()
+def _detached_stats(policy_loss, entropy, ratio, log_ratio, mask, config: PPOConfig) -> dict[str, float]:
+    return {
+        "policy_loss": policy_loss.item(),
+        "entropy": masked_mean(entropy, mask).item(),
+        # k3 estimate of KL(old || new): always >= 0, the usual PPO early-stopping signal
+        "approx_kl": masked_mean(ratio - 1 - log_ratio, mask).item(),
+        "clip_frac": masked_mean(((ratio - 1).abs() > config.clip_eps).float(), mask).item(),
+    }
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over sampled tokens (1 is perfect, <= 0 useless)."""
+    n = mask.sum().clamp(min=1)
+    mean_r = (returns * mask).sum() / n
+    var_r = (((returns - mean_r) * mask) ** 2).sum() / n
+    diff = (returns - values) * mask
+    var_d = (((diff - diff.sum() / n) * mask) ** 2).sum() / n
+    return float(1 - var_d / var_r) if var_r > 0 else float("nan")
+
+
+def warmup_lambda(config: PPOConfig):
+    """LambdaLR factor: linear warm-up to ``lr`` over ``warmup_steps`` optimizer steps, then constant."""
+    return lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from mem1_agent.train.layouts import TurnTokens, collate, stitched_sample
+from mem1_agent.train.ppo import Forward, PPOConfig, ValueHead, explained_variance, forward, ppo_loss
+
+
+def tiny():
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return Qwen2ForCausalLM(config)
+
+
+def test_clipped_policy_loss_by_hand():
+    mask = torch.ones(1, 2)
+    old = torch.zeros(1, 2)
+    new = Forward(torch.tensor([[math.log(1.5), math.log(0.5)]]), torch.zeros(1, 2), None)
+    adv = torch.tensor([[1.0, -1.0]])
+    loss, stats = ppo_loss(new, old, adv, mask, PPOConfig(algo="grpo", clip_eps=0.2))
+    # token 0: ratio 1.5, A=+1 -> min(1.5, 1.2) = 1.2; token 1: ratio 0.5, A=-1 -> min(-0.5, -0.8) = -0.8
+    assert float(loss) == pytest.approx(-(1.2 - 0.8) / 2)
+    assert stats["clip_frac"] == 1.0
+
+
+def test_clipped_value_loss_by_hand():
+    mask = torch.ones(1, 1)
+    new = Forward(torch.zeros(1, 1), torch.zeros(1, 1), torch.tensor([[1.0]]))
+    loss, stats = ppo_loss(new, torch.zeros(1, 1), torch.zeros(1, 1), mask, PPOConfig(value_clip=0.2, vf_coef=1.0),
+                           old_values=torch.tensor([[0.0]]), returns=torch.tensor([[2.0]]))
+    # unclipped (1-2)^2 = 1, clipped (0.2-2)^2 = 3.24 -> max 3.24, times 0.5
+    assert stats["value_loss"] == pytest.approx(1.62) and float(loss) == pytest.approx(1.62)
+
+
+def test_config_checks_say_what_to_change():
+    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
+        PPOConfig(micro_batch_size=3, mini_batch_size=8)
+    with pytest.raises(ValueError, match="algo must be"):
+        PPOConfig(algo="a2c")
+
+
+def test_one_update_changes_parameters_and_loss_is_finite():
+    model, ref = tiny(), tiny()
+    head = ValueHead(model.config.hidden_size)
+    turns = [TurnTokens([1, 2, 3, 4], [5, 6, 7]), TurnTokens([1, 2, 3, 4, 5, 6, 7, 9], [8, 10])]
+    batch = collate([stitched_sample(turns)])
+    with torch.no_grad():
+        old = forward(model, batch, head)
+        ref_lp = forward(ref, batch).logprobs
+    returns = batch.loss_mask * 1.0
+    advantages = (returns - old.values) * batch.loss_mask
+    config = PPOConfig(kl_coef=0.1, ent_coef=0.01, lr=1e-3)
+    params = [p for p in model.parameters()] + list(head.parameters())
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    loss, stats = ppo_loss(forward(model, batch, head), old.logprobs, advantages, batch.loss_mask, config,
+                           old_values=old.values, returns=returns, ref_logprobs=ref_lp)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and all(math.isfinite(v) for v in stats.values())
+    assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)  # first epoch: new == old
+    assert sum(not torch.equal(a, b) for a, b in zip(before, params)) > len(params) // 2
+
+
+def test_explained_variance():
+    r = torch.tensor([[1.0, 2.0, 3.0]])
+    m = torch.ones(1, 3)
+    assert explained_variance(r, r, m) == 1.0
+    assert explained_variance(torch.full((1, 3), 2.0), r, m) == pytest.approx(0.0)
