@@ -25,6 +25,12 @@ _SPECS += [
 # --- WebShop ---
 
 # --- WebQA ---
+# Deterministic as registered: the default provider is the local mini-web. A live provider
+# (search_provider="serper" or "brave") makes that instance's spec nondeterministic.
+WEB_QA_HORIZONS = (1, 2, 4, 8, 16)
+_SPECS += [
+    (f"MEM1-WebQA-{n}", "mem1_gym.envs.web_qa:WebQAEnv", {"n_questions": n}, False) for n in WEB_QA_HORIZONS
+]
 
 
 def _register_all() -> None:

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mem1_gym.retrieval.cli import add_commands
 
     add_commands(sub)
+    from mem1_gym.web.cli import add_commands as add_web_commands
+
+    add_web_commands(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Configuration and task loading shared by the QA families (MultiHopQA now, WebQA later)."""
+"""Configuration and task loading shared by the QA families (MultiHopQA, WebQA)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ class QAConfig:
             raise ValueError(f"on_retrieval_error must be 'observe' or 'raise', got {self.on_retrieval_error!r}")
         if self.retrieval_timeout <= 0:
             raise ValueError(f"retrieval_timeout must be > 0 seconds, got {self.retrieval_timeout}")
+        self._check_questions_have_a_corpus()
+
+    def _check_questions_have_a_corpus(self) -> None:
+        """Real questions need a real corpus (families that search elsewhere override this)."""
         if self.qa_path is not None and self.corpus_path is None and not _is_url(self.retriever):
             raise ValueError(
                 "qa_path was given without corpus_path: the questions would be searched in the synthetic "

@@ -1,0 +1,335 @@
+"""Multi-objective web QA: ``MEM1-WebQA-{1,2,4,8,16}``, answered through a web search API."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.error import ResetNeeded
+
+from mem1_gym import protocol
+from mem1_gym.core import UnicodeText
+from mem1_gym.data.tasks import Task
+from mem1_gym.envs.multihop_qa import _final_info  # one definition of the final keys for both QA families
+from mem1_gym.envs.qa_common import QAConfig, load_tasks
+from mem1_gym.protocol import WebActionType
+from mem1_gym.retrieval.build import BACKENDS
+from mem1_gym.scoring import score_answer_text
+from mem1_gym.web.client import ClientConfig, WebError
+from mem1_gym.web.providers import PROVIDERS, MiniWebProvider, SearchProvider
+
+_ACTION_NAMES = {WebActionType.SEARCH: "search", WebActionType.OPEN: "open", WebActionType.ANSWER: "answer",
+                 WebActionType.INVALID: "invalid"}
+_NO_ACTION = protocol.ParsedWebAction(WebActionType.INVALID, "", None, 0, "")  # what reset() reports
+
+
+@dataclass(frozen=True)
+class WebQAConfig(QAConfig):
+    """Everything that defines a web QA environment (all ``gym.make`` kwargs): :class:`QAConfig`'s fields
+    plus the web's, with web defaults for ``k``, ``reward`` and ``retrieval_timeout``."""
+
+    k: int = 5
+    """Results per search (MEM1's Google launcher used 5; its Serper runs 10: pass k=10)."""
+    reward: str = "f1"
+    """Terminal reward: "f1" (summed per-objective F1, the paper's web QA metric) or "em" (EM count)."""
+    retrieval_timeout: float = 10.0
+    """Seconds to wait for the provider's connection and, separately, for each read (searches and pages)."""
+    search_provider: Any = "miniweb"
+    """"miniweb" (local, offline, reproducible), "serper" (key in SERPER_API_KEY), "brave" (key in
+    BRAVE_API_KEY), or a :class:`~mem1_gym.web.providers.SearchProvider` instance."""
+    search_url: str | None = None
+    """miniweb: a running ``mem1-gym serve-miniweb`` (None: one is started in this process and shared);
+    serper/brave: the API endpoint (None: the public one)."""
+    allow_open: bool = False
+    """Enable ``<open>url</open>`` (off: the paper's setting, titles, URLs and snippets only)."""
+    page_chars: int = 2000
+    """Characters of page text an ``<open>`` shows (the rest is cut, and the observation says so)."""
+    page_links: int = 10
+    """Links of the page listed after its text (to open next)."""
+    max_page_bytes: int = 1 << 20
+    """Bytes of a page read at most: larger pages are cut, never read whole."""
+    retries: int = 2
+    """Extra attempts after a timeout, a connection error, HTTP 429 or 5xx."""
+    backoff: float = 0.5
+    """Seconds before the first retry; doubles each time, at most 8 s (also for Retry-After)."""
+    rate_limit: float | None = None
+    """Requests per second of this env (searches and pages); None: the provider's default
+    (unlimited for miniweb, 5/s serper, 1/s brave)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = self.search_provider
+        if not isinstance(name, SearchProvider) and name not in PROVIDERS:
+            raise ValueError(f"search_provider must be one of {sorted(PROVIDERS)} or a SearchProvider, got {name!r}")
+        if self._starts_miniweb and self.retriever not in BACKENDS:
+            raise ValueError(
+                f"the mini-web searches with a local backend, one of {BACKENDS}; got retriever={self.retriever!r}. "
+                f"To use another server, run `mem1-gym serve-miniweb` and pass search_url="
+            )
+        if self.page_chars < 1 or self.page_links < 0 or self.max_page_bytes < 1024:
+            raise ValueError(
+                f"need page_chars >= 1, page_links >= 0 and max_page_bytes >= 1024; got {self.page_chars}, "
+                f"{self.page_links}, {self.max_page_bytes}"
+            )
+        ClientConfig(self.retrieval_timeout, self.retries, self.backoff, rate_limit=self.rate_limit)  # its checks
+
+    @property
+    def _starts_miniweb(self) -> bool:
+        return self.search_provider == "miniweb" and self.search_url is None
+
+    def _check_questions_have_a_corpus(self) -> None:
+        # Only a mini-web started here searches corpus_path; other providers search their own web.
+        if self._starts_miniweb:
+            super()._check_questions_have_a_corpus()
+
+
+class WebQAEnv(gym.Env[str, str]):
+    """N questions answered in one episode by searching the web (or the local mini-web), MEM1-style.
+
+    ## Description
+    MEM1's web QA (Zhou, Qu et al., 2025; the paper evaluates it with Serper and F1): the
+    multi-objective QA task of ``MEM1-MultiHopQA-N`` (same composition, splits and data), but a
+    search returns web results, title, URL and snippet, from a search provider. The offline
+    default is the *mini-web*: a real HTTP server on 127.0.0.1 that serves every corpus passage
+    (the synthetic world, or any wiki-18-format corpus) as a linked HTML page and answers searches
+    in Serper's JSON format; it starts with the first env of a process and serves all of them.
+    Its pages appear at ``http://miniweb.test/wiki/<id>`` whatever port the server got, so the same
+    seed gives the same observations in every process.
+    ``search_provider="serper"`` or ``"brave"`` searches the real web with a key from the environment.
+
+    ## Action Space
+    :class:`~mem1_gym.core.UnicodeText`: any string. A model turn ``<think>state</think>`` followed by
+    ``<search>query</search>``, ``<answer>a1; a2</answer>`` or, with ``allow_open=True``,
+    ``<open>url</open>`` (the first complete action block counts), or a bare ``search[q]``,
+    ``open[url]``, ``answer[a1; a2]``. Anything else is an invalid action (never an exception).
+    ``<open>`` is off by default, as in the paper (snippets only); when off it is an invalid action.
+    With the mini-web only its own pages open; with a live provider only public http(s) hosts
+    (``file://``, loopback and private addresses are refused).
+
+    ## Observation Space
+    :class:`~mem1_gym.core.UnicodeText`. After ``reset``: the task prompt. After a search:
+    ``"\\n\\n<information>[HINT]...[/HINT]\\n\\nDoc 1(Title: X)\\nURL: http://...\\nsnippet\\n\\nDoc 2 ..."``
+    (one blank line between results, closed by ``"</information>\\n\\n"``).
+    After an open: the same block holding the page's URL, title, main text (navigation, scripts and
+    styles removed, cut to ``page_chars``) and links. After a failed search or open, or an invalid
+    action: the block with a message saying what went wrong. After the answer: ``""``.
+
+    ## Rewards
+    0 on every step but the last (minus ``invalid_action_penalty`` for an invalid turn). On the
+    answer: ``reward_scale`` x the sum over questions of token F1 (``reward="f1"``, the default and
+    the paper's web QA metric) or x the EM count (``reward="em"``). EM is always in ``info``.
+
+    ## Starting State
+    A task drawn uniformly from the split by the seeded generator, or ``options["task_index"]``.
+    With the mini-web the same seed gives the same observations; live providers do not (their
+    instances' ``spec.nondeterministic`` is True).
+
+    ## Episode End
+    * Termination: the agent answers (a valid ``<answer>`` block).
+    * Truncation: ``max_turns`` turns were used without an answer.
+
+    ## Information
+    Every step: ``turn``, ``turns_left``, ``max_turns``, ``task_id``, ``task_index``, ``n_questions``,
+    ``action_type`` ("search", "open", "answer", "invalid"; "" after reset), ``valid_action``,
+    ``error`` (why the action was invalid or failed; ""), ``query``, ``url`` (the page asked for),
+    ``has_think``, ``consumed_chars``, ``provider`` (its name), ``result_urls`` (URLs of the results
+    shown), ``search_error`` (the provider failed this search; ""), ``open_error`` (the page was
+    refused or failed; ""), ``page_cut`` (the page text was cut), ``injected`` (the exact text the env
+    injected: the observation). On the last step also: ``em``, ``f1`` (per question), ``em_sum``,
+    ``f1_sum``, ``n_correct``, ``success``, ``answered``, ``n_answers``, ``answer_count_mismatch``.
+
+    ## Arguments
+    See :class:`WebQAConfig`; every field is a ``gym.make`` kwarg, e.g.
+    ``gym.make("MEM1-WebQA-4", allow_open=True)`` or ``gym.make("MEM1-WebQA-4", search_provider="serper",
+    qa_path="nq_test.jsonl")``. Live providers need real questions (``qa_path``): the synthetic world's
+    entities are not on the web.
+
+    ## Example
+    >>> import gymnasium as gym, mem1_gym
+    >>> env = gym.make("MEM1-WebQA-2", allow_open=True)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step("<think>start</think><search>Girostia capital</search>")
+    >>> "URL: http://miniweb.test/wiki/" in obs, info["search_error"], len(info["result_urls"])
+    (True, '', 5)
+    >>> info = env.step(f"<open>{info['result_urls'][0]}</open>")[4]
+    >>> info["action_type"], info["open_error"]
+    ('open', '')
+    >>> env.step("<open>file:///etc/passwd</open>")[4]["open_error"][:17]
+    'refused to open f'
+    >>> env.close()
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
+    _spec = None
+
+    def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.config = WebQAConfig(n_questions=n_questions, **kwargs)
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self.action_space = UnicodeText()
+        self.tasks, corpus_path = load_tasks(self.config)
+        self._provider, self._owns_provider = _make_provider(self.config, corpus_path)
+        if self._provider.live and self.config.qa_path is None:
+            warnings.warn(
+                f"search_provider={self._provider.name!r} searches the real web, but the questions are the "
+                f"synthetic world's, whose entities are invented; pass qa_path= real questions "
+                f"(a FlashRAG jsonl such as NQ or HotpotQA)",
+                stacklevel=2,
+            )
+        self.max_turns = self.config.turn_budget
+        self._task: Task | None = None
+        self._task_index = -1
+        self._turn = 0
+        self._done = False
+        self._last_obs = ""
+        self._closed = False
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @spec.setter
+    def spec(self, value) -> None:
+        # Registered ids say deterministic (the mini-web is the default); an instance on a live
+        # provider is not, and its spec says so (gym.make assigns the spec after __init__).
+        if value is not None and self._provider.live and not value.nondeterministic:
+            value = dataclasses.replace(value, nondeterministic=True)
+        self._spec = value
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        index = (options or {}).get("task_index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.tasks)))
+        elif not 0 <= int(index) < len(self.tasks):
+            raise ValueError(f"task_index must be in [0, {len(self.tasks)}) for split {self.config.split!r}, got {index}")
+        self._task_index, self._task = int(index), self.tasks[int(index)]
+        self._turn, self._done = 0, False
+        self._last_obs = protocol.webqa_prompt(self._task.questions, self.max_turns, self.config.allow_open)
+        info = self._base_info(_NO_ACTION, action_type="")
+        info.update(valid_action=True, injected=self._last_obs)
+        return self._last_obs, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        if self._task is None or self._done:
+            raise ResetNeeded("call reset() before step(), and again after an episode ends")
+        self._turn += 1
+        turns_left = self.max_turns - self._turn
+        parsed = protocol.parse_web_action(action)
+        if parsed.type is WebActionType.OPEN and not self.config.allow_open:
+            error = "<open> is off in this environment (make it with allow_open=True)"
+            parsed = dataclasses.replace(parsed, type=WebActionType.INVALID, content="", error=error)
+        info = self._base_info(parsed, action_type=_ACTION_NAMES[parsed.type])
+        reward, terminated = 0.0, False
+        if parsed.type is WebActionType.ANSWER:
+            score = score_answer_text(parsed.content, self._task.golds)
+            obs, terminated = "", True
+            reward = self.config.reward_scale * (score.em_sum if self.config.reward == "em" else score.f1_sum)
+            info.update(_final_info(score, answered=True))
+        else:
+            if parsed.type is WebActionType.SEARCH:
+                body = self._search(parsed.content, info)
+            elif parsed.type is WebActionType.OPEN:
+                body = self._open(parsed.content, info)
+            else:
+                body = f"{protocol.web_invalid_action_message(self.config.allow_open)} ({parsed.error})"
+                reward = -self.config.invalid_action_penalty
+            obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
+        truncated = not terminated and turns_left <= 0
+        if truncated:
+            info.update(_final_info(score_answer_text("", self._task.golds), answered=False))
+        self._done = terminated or truncated
+        self._last_obs = obs
+        info["injected"] = obs
+        return obs, float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        return self._last_obs if self.render_mode == "ansi" else None
+
+    def close(self) -> None:
+        if not self._closed and self._owns_provider:
+            self._provider.close()
+        self._closed = True
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def task(self) -> Task | None:
+        """The current task (questions, gold aliases, hops): for oracles and evaluation, not agents."""
+        return self._task
+
+    @property
+    def provider(self) -> SearchProvider:
+        return self._provider
+
+    def _search(self, query: str, info: dict) -> str:
+        try:
+            results = self._provider.search(query, self.config.k)
+        except WebError as err:
+            if self.config.on_retrieval_error == "raise":
+                raise
+            info["error"] = info["search_error"] = str(err)
+            return protocol.search_failed_message(str(err))
+        info["result_urls"] = [r.url for r in results]
+        return protocol.render_web_results(results) if results else protocol.EMPTY_RESULTS_MESSAGE
+
+    def _open(self, url: str, info: dict) -> str:
+        try:
+            page = self._provider.open(
+                url, max_bytes=self.config.max_page_bytes, max_chars=self.config.page_chars,
+                max_links=self.config.page_links,
+            )
+        except WebError as err:
+            info["error"] = info["open_error"] = str(err)
+            return protocol.open_failed_message(url, str(err))
+        info["page_cut"] = page.cut
+        return protocol.render_page(page.url, page.title, page.text, page.links, page.cut)
+
+    def _base_info(self, parsed: protocol.ParsedWebAction, action_type: str) -> dict:
+        return {
+            "turn": self._turn,
+            "turns_left": self.max_turns - self._turn,
+            "max_turns": self.max_turns,
+            "task_id": self._task.id,
+            "task_index": self._task_index,
+            "n_questions": len(self._task),
+            "action_type": action_type,
+            "valid_action": parsed.valid,
+            "error": parsed.error,
+            "query": parsed.content if parsed.type is WebActionType.SEARCH else "",
+            "url": parsed.content if parsed.type is WebActionType.OPEN else "",
+            "has_think": parsed.think is not None,
+            "consumed_chars": parsed.end,
+            "provider": self._provider.name,
+            "result_urls": [],
+            "search_error": "",
+            "open_error": "",
+            "page_cut": False,
+        }
+
+
+def _make_provider(config: WebQAConfig, corpus_path: str | None) -> tuple[SearchProvider, bool]:
+    """The env's provider, and whether the env owns it (closes it). Providers hold the env's HTTP
+    session and rate limit; the mini-web server they talk to is shared by the process."""
+    spec = config.search_provider
+    if isinstance(spec, SearchProvider):
+        return spec, False
+    provider_cls = PROVIDERS[spec]
+    rate = config.rate_limit if config.rate_limit is not None else provider_cls.default_rate_limit
+    client = ClientConfig(config.retrieval_timeout, config.retries, config.backoff, rate_limit=rate)
+    if provider_cls is MiniWebProvider:
+        url = config.search_url
+        if url is None:
+            from mem1_gym.web.miniweb import MiniWebConfig
+            from mem1_gym.web.server import shared_server
+
+            url = shared_server(MiniWebConfig(corpus_path, config.retriever, config.index_dir)).url
+        return MiniWebProvider(client, url), True
+    return provider_cls(client, endpoint=config.search_url), True

@@ -1,0 +1,230 @@
+"""The mini-web's site model: every corpus passage as an HTML page, linked, and searchable.
+
+The offline stand-in for the web (DESIGN.md §10). :class:`MiniWebSite` holds no sockets; the
+HTTP server in :mod:`mem1_gym.web.server` serves it.
+
+* **Pages**: passage ``id`` of the corpus is ``/wiki/<id>`` (stable: it depends on the id only).
+  A page looks like a small encyclopedia page, with the chrome a real page has (site navigation,
+  a script, a style sheet, a footer) so that ``<open>`` exercises the same extraction as on the
+  real web. It links to the other passages of its article ("Other sections") and to the pages
+  whose titles its text mentions ("See also"; capitalised word sequences, longest match first).
+* **Search**: BM25 over the corpus through :func:`mem1_gym.retrieval.make_retriever` (bm25s by
+  default), answered in Serper's JSON shape ``{"organic": [{"title", "link", "snippet",
+  "position"}]}``. Snippets are query-biased like a search engine's: the sentences that share the
+  most words with the query, up to ``snippet_chars`` characters.
+
+Memory: the corpus is held in memory twice (here and in the index), which is fine for the
+synthetic world (17 MB) and for corpora of a few million passages, not for all of wiki-18.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+import threading
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from mem1_gym.retrieval.base import Corpus, Retriever
+
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_MAX_TITLE_WORDS = 8  # longer titles are not looked for in running text
+_NEIGHBOURS = 10  # other sections of an article are looked for this many rows either side
+_MATCH_PREFIX = 5  # "independent" matches "independence": a cheap stand-in for stemming in snippets
+MAX_RESULTS = 100
+
+
+@dataclass(frozen=True)
+class MiniWebConfig:
+    """What the mini-web serves (``mem1-gym serve-miniweb`` flags, and the env's defaults)."""
+
+    corpus_path: str | None = None
+    """Search-R1-format corpus jsonl (wiki-18 or your own); None -> the embedded synthetic world."""
+    backend: str = "bm25s"
+    """Search backend over the corpus: "bm25s", "pyserini", "faiss-flat" or "faiss-hnsw"."""
+    index_dir: str | None = None
+    """Where the index lives or is built; None -> the cache directory keyed by the corpus."""
+    snippet_chars: int = 240
+    """Longest snippet per result (Google's are about 160; a few more keep a whole fact sentence)."""
+    see_also: int = 12
+    """Most "See also" links per page."""
+
+    def resolved(self) -> "MiniWebConfig":
+        """The same config with ``corpus_path=None`` replaced by the synthetic world's corpus."""
+        if self.corpus_path is not None:
+            return self
+        from mem1_gym.data.synthetic import ensure_world
+
+        return dataclasses.replace(self, corpus_path=str(ensure_world().corpus_path))
+
+    def __post_init__(self) -> None:
+        if self.snippet_chars < 20:
+            raise ValueError(f"snippet_chars must be >= 20 so a snippet can hold a fact, got {self.snippet_chars}")
+        if self.see_also < 0:
+            raise ValueError(f"see_also must be >= 0, got {self.see_also}")
+
+
+def _plain_title(title_line: str) -> str:
+    return title_line.strip().strip('"').strip() or "(untitled)"
+
+
+def _key(words: list[str]) -> str:
+    return " ".join(w.lower() for w in words)
+
+
+class MiniWebSite:
+    """Pages and search over one corpus; thread-safe (searches are serialised, pages are read-only)."""
+
+    def __init__(self, corpus: Corpus, retriever: Retriever, config: MiniWebConfig = MiniWebConfig()):
+        self.corpus, self.config = corpus, config
+        self._retriever = retriever
+        self._lock = threading.Lock()  # backends need not be thread-safe (retrieval/server.py)
+        self._rows = {doc_id: row for row, doc_id in enumerate(corpus.ids)}
+        self._titles: list[str] = []
+        self._title_rows: dict[str, int] = {}
+        for row, contents in enumerate(corpus.contents):
+            title = _plain_title(contents.partition("\n")[0])
+            self._titles.append(title)
+            words = _WORD.findall(title)
+            if 0 < len(words) <= _MAX_TITLE_WORDS:
+                self._title_rows.setdefault(_key(words), row)
+
+    @classmethod
+    def load(cls, config: MiniWebConfig = MiniWebConfig()) -> "MiniWebSite":
+        """Load the corpus and open (building once, cached) its index."""
+        from mem1_gym.retrieval import make_retriever
+
+        config = config.resolved()
+        retriever = make_retriever(config.backend, corpus_path=config.corpus_path, index_dir=config.index_dir)
+        return cls(Corpus.load(config.corpus_path), retriever, config)
+
+    def close(self) -> None:
+        self._retriever.close()
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, query: str, num: int, base_url: str) -> dict:
+        """Serper-shaped results for ``query``; links are absolute under ``base_url``."""
+        num = max(1, min(int(num), MAX_RESULTS))
+        with self._lock:
+            docs = self._retriever.search([query], num)[0]
+        organic = [
+            {
+                "title": _plain_title(doc.title),
+                "link": base_url + page_path(doc.id),
+                "snippet": snippet(doc.text, query, self.config.snippet_chars),
+                "position": rank,
+            }
+            for rank, doc in enumerate(docs, start=1)
+        ]
+        return {"searchParameters": {"q": query, "num": num, "engine": "mem1-gym-miniweb"}, "organic": organic}
+
+    # ------------------------------------------------------------------ pages
+
+    def page(self, doc_id: str) -> str | None:
+        """The HTML page of passage ``doc_id``, or None if the corpus has no such passage."""
+        row = self._rows.get(doc_id)
+        if row is None:
+            return None
+        title, text = self._titles[row], self.corpus.contents[row].partition("\n")[2]
+        sections = [self._link(r, f"{self._titles[r]} (part {i})") for i, r in self._article(row)]
+        see_also = [self._link(r, self._titles[r]) for r in self._mentions(text, title)]
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
+        return _PAGE.format(
+            title=html.escape(title),
+            doc_id=html.escape(doc_id),
+            body=paragraphs,
+            sections=_link_list("Other sections of this article", sections),
+            see_also=_link_list("See also", see_also),
+        )
+
+    def home(self) -> str:
+        return _HOME.format(n=len(self.corpus), first=page_path(self.corpus.ids[0]))
+
+    def _link(self, row: int, label: str) -> str:
+        return f'<a href="{page_path(self.corpus.ids[row])}">{html.escape(label)}</a>'
+
+    def _article(self, row: int) -> list[tuple[int, int]]:
+        """(part number, row) of the passages next to ``row`` with its title, itself excluded."""
+        title, n = self._titles[row], len(self.corpus)
+        first = row
+        while first > max(0, row - _NEIGHBOURS) and self._titles[first - 1] == title:
+            first -= 1
+        last = row
+        while last < min(n - 1, row + _NEIGHBOURS) and self._titles[last + 1] == title:
+            last += 1
+        return [(i, r) for i, r in enumerate(range(first, last + 1), start=1) if r != row]
+
+    def _mentions(self, text: str, title: str) -> list[int]:
+        """Rows of the pages whose titles occur in ``text`` (capitalised words, longest match first)."""
+        words, own, found, i = _WORD.findall(text), _key(_WORD.findall(title)), [], 0
+        while i < len(words) and len(found) < self.config.see_also:
+            step = 1
+            if words[i][:1].isupper():
+                for n in range(min(_MAX_TITLE_WORDS, len(words) - i), 0, -1):
+                    key = _key(words[i : i + n])
+                    row = self._title_rows.get(key)
+                    if row is not None and key != own:
+                        if row not in found:
+                            found.append(row)
+                        step = n
+                        break
+            i += step
+        return found
+
+
+def page_path(doc_id: str) -> str:
+    """The stable path of a passage's page."""
+    return "/wiki/" + quote(doc_id, safe="")
+
+
+def snippet(text: str, query: str, max_chars: int) -> str:
+    """The sentences of ``text`` that share the most words with ``query``, in text order, within ``max_chars``."""
+    sentences = [s for s in _SENTENCE_END.split(text.replace("\n", " ")) if s.strip()]
+    terms = {w.lower()[:_MATCH_PREFIX] for w in _WORD.findall(query) if len(w) > 2}
+    scores = [len(terms & {w.lower()[:_MATCH_PREFIX] for w in _WORD.findall(s)}) for s in sentences]
+    chosen, used = [], 0
+    for i in sorted(range(len(sentences)), key=lambda j: (-scores[j], j)):
+        if scores[i] == 0 and chosen:
+            break
+        if used + len(sentences[i]) + 1 > max_chars and chosen:
+            continue
+        chosen.append(i)
+        used += len(sentences[i]) + 1
+    parts, previous = [], None
+    for i in sorted(chosen):
+        if previous is not None and i != previous + 1:
+            parts.append("...")
+        parts.append(sentences[i])
+        previous = i
+    joined = " ".join(parts)
+    if len(joined) <= max_chars:
+        return joined
+    cut = joined[:max_chars].rsplit(" ", 1)[0]
+    return cut + " ..."
+
+
+def _link_list(heading: str, links: list[str]) -> str:
+    if not links:
+        return ""
+    items = "".join(f"<li>{link}</li>" for link in links)
+    return f"<h2>{heading}</h2><ul>{items}</ul>"
+
+
+# The chrome (nav, script, style, footer) is there on purpose: <open> must strip it, as on real pages.
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - mini-web</title>
+<style>body{{font-family:sans-serif;max-width:48em;margin:auto}}nav a{{margin-right:1em}}</style>
+<script>window.miniweb = {{page: "{doc_id}"}};</script></head>
+<body><header><nav><a href="/">Home</a><a href="/search?q=">Search API</a></nav></header>
+<main><article><h1>{title}</h1>{body}{sections}{see_also}</article></main>
+<footer><p>mini-web page {doc_id}, served by mem1-gym from a local corpus.</p></footer></body></html>
+"""
+_HOME = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mini-web</title></head>
+<body><main><h1>mini-web</h1><p>{n} pages. Search: <code>GET /search?q=QUERY&amp;num=10</code> or
+<code>POST /search</code> with <code>{{"q": "QUERY", "num": 10}}</code> (Serper's format).
+A page: <a href="{first}">{first}</a>.</p></main></body></html>
+"""
