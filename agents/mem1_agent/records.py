@@ -1,0 +1,226 @@
+"""Typed rollout records: what the policy read, what it sampled, what the env answered.
+
+A :class:`Trajectory` stores every piece of text exactly once, as a :class:`Segment` (kind, turn,
+token ids, text): the task prompt, and per turn the internal state, the action and the observation.
+Each :class:`Turn` names the segments its context was made of (:class:`SegmentRef`), so
+``trajectory.context_ids(t)`` rebuilds the exact token ids the policy read at turn ``t`` without
+storing a full-history context 36 times over. Generated ids are kept as sampled: the state/action
+split is a cut *between* sampled tokens (see :func:`split_generation`), never a decode→re-encode
+(the original re-tokenised segments, so it trained on tokens it never sampled: reference/mem1.md §8, B5).
+
+Records serialise to one JSON object per line (:func:`write_jsonl`, :func:`read_jsonl`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+RECORD_VERSION = 1
+
+
+class SegmentKind(enum.IntEnum):
+    """What a run of tokens is; the learner masks by kind (loss only on STATE and ACTION)."""
+
+    PROMPT = 0
+    STATE = 1  # the <think> block: the internal state the model carries forward
+    ACTION = 2  # the <search>/<answer> block (and anything sampled after the state)
+    OBSERVATION = 3  # text the env injected: <information>…</information>
+
+
+class FinishReason(enum.IntEnum):
+    """Why generation of one turn stopped."""
+
+    STOP = 0  # a stop string (</search>, </answer>) was produced
+    EOS = 1  # the end-of-sequence token
+    LENGTH = 2  # max_new_tokens reached (e.g. a tag that was never closed)
+    CONTEXT_OVERFLOW = 3  # the context no longer fits the model window: nothing was generated
+    SCRIPTED = 4  # a scripted policy (the oracle): text, not sampled tokens
+
+
+class SegmentRef(NamedTuple):
+    """Names one segment of a trajectory: (kind, turn). The prompt is (PROMPT, 0)."""
+
+    kind: SegmentKind
+    turn: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of tokens of one kind, with the text it stands for."""
+
+    kind: SegmentKind
+    turn: int
+    token_ids: tuple[int, ...]
+    text: str
+
+    @property
+    def ref(self) -> SegmentRef:
+        return SegmentRef(self.kind, self.turn)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class Turn:
+    """One model turn and the env step it caused."""
+
+    index: int
+    """0-based turn number within the episode."""
+    context: tuple[SegmentRef, ...]
+    """The segments the policy read, in order (``Trajectory.context_ids`` gives the ids)."""
+    context_tokens: int
+    """Tokens of that context (policy tokenizer)."""
+    prompt_tokens: int
+    """Tokens of the task prompt inside that context (0 if a strategy dropped it)."""
+    turns_left: int
+    """Turns left before this one was played, counting it (1 = the forced final answer)."""
+    state: Segment
+    """Generated tokens up to and including the token that closes ``</think>`` (may be empty)."""
+    action: Segment
+    """The rest of the generated tokens, as sampled."""
+    observation: Segment
+    """What the env injected after this turn ("" after an answer)."""
+    logprobs: tuple[float, ...] | None
+    """Log-prob of each generated token under the sampling policy (state then action); None if unknown."""
+    ids_as_sampled: bool
+    """True when state/action ids are the sampled ids (transformers, vLLM, token-id servers)."""
+    finish: FinishReason
+    reward: float
+    terminated: bool
+    truncated: bool
+    valid_action: bool
+    action_type: str
+    """The env's ``info["action_type"]``: "search", "answer" or "invalid"."""
+    gen_seconds: float
+    """Wall time of the batched generate call this turn was part of, divided by its batch size."""
+    env_seconds: float
+    """Wall time of this env step."""
+
+    @property
+    def generated_ids(self) -> tuple[int, ...]:
+        return self.state.token_ids + self.action.token_ids
+
+    @property
+    def generated_text(self) -> str:
+        return self.state.text + self.action.text
+
+
+@dataclass
+class Trajectory:
+    """One episode: the prompt, the turns, and the env's final score."""
+
+    env_id: str
+    task_id: str
+    task_index: int
+    seed: int
+    policy: str
+    context_strategy: str
+    tokenizer: str
+    """Which tokenizer counted the tokens (the policy's, or the counting tokenizer of a text policy)."""
+    prompt: Segment
+    turns: list[Turn] = field(default_factory=list)
+    em: tuple[float, ...] = ()
+    f1: tuple[float, ...] = ()
+    answered: bool = False
+    wall_seconds: float = 0.0
+    version: int = RECORD_VERSION
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.em)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.turns) and (self.turns[-1].terminated or self.turns[-1].truncated)
+
+    def segment(self, ref: SegmentRef) -> Segment:
+        if ref.kind is SegmentKind.PROMPT:
+            return self.prompt
+        turn = self.turns[ref.turn]
+        return {SegmentKind.STATE: turn.state, SegmentKind.ACTION: turn.action}.get(ref.kind, turn.observation)
+
+    def context_segments(self, turn: int) -> list[Segment]:
+        return [self.segment(ref) for ref in self.turns[turn].context]
+
+    def context_ids(self, turn: int) -> list[int]:
+        """The exact token ids the policy read at ``turn``."""
+        return [tok for seg in self.context_segments(turn) for tok in seg.token_ids]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        if data.get("version") != RECORD_VERSION:
+            raise ValueError(f"trajectory record version {data.get('version')} is not {RECORD_VERSION}; re-run the eval")
+        data = dict(data)
+        data["prompt"] = _segment(data["prompt"])
+        data["turns"] = [_turn(t) for t in data["turns"]]
+        data["em"], data["f1"] = tuple(data["em"]), tuple(data["f1"])
+        return cls(**data)
+
+
+def _segment(data: dict[str, Any]) -> Segment:
+    return Segment(SegmentKind(data["kind"]), data["turn"], tuple(data["token_ids"]), data["text"])
+
+
+def _turn(data: dict[str, Any]) -> Turn:
+    data = dict(data)
+    data["context"] = tuple(SegmentRef(SegmentKind(k), t) for k, t in data["context"])
+    for key in ("state", "action", "observation"):
+        data[key] = _segment(data[key])
+    data["logprobs"] = None if data["logprobs"] is None else tuple(data["logprobs"])
+    data["finish"] = FinishReason(data["finish"])
+    return Turn(**data)
+
+
+def split_generation(ids: Sequence[int], decode: Callable[[Sequence[int]], str], state_end: int | None) -> int:
+    """How many leading sampled tokens form the STATE segment.
+
+    ``state_end`` is the character offset just past ``</think>`` in the turn's text (None: no state). The
+    cut is the shortest prefix of ``ids`` whose decoded text reaches that offset, found by binary
+    search over prefixes (O(log n) decodes). A token that straddles the boundary goes to the state.
+    """
+    if state_end is None or not ids:
+        return 0
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(decode(ids[:mid])) >= state_end:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def write_jsonl(path: str | Path, trajectories: Iterable[Trajectory], append: bool = True) -> None:
+    """Append (or write) one JSON line per trajectory, flushed per line so a crash loses at most one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w", encoding="utf-8") as fh:
+        for traj in trajectories:
+            fh.write(json.dumps(traj.to_dict(), ensure_ascii=False) + "\n")
+            fh.flush()
+
+
+def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
+    """Load trajectories back; a torn last line (a run killed mid-write) is skipped."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                return
+            raise ValueError(f"{path}:{number} is not valid JSON; delete the line or the file and re-run") from None
+        yield Trajectory.from_dict(data)
