@@ -23,6 +23,10 @@ _SPECS += [
 ]
 
 # --- WebShop ---
+_SPECS += [
+    ("MEM1-WebShop", "mem1_gym.webshop.env_browser:WebShopEnv", {}, False),
+    ("MEM1-WebShop-Text", "mem1_gym.webshop.env_text:WebShopTextEnv", {}, False),
+]
 
 # --- WebQA ---
 # Deterministic as registered: the default provider is the local mini-web. A live provider

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mem1_gym.web.cli import add_commands as add_web_commands
 
     add_web_commands(sub)
+    from mem1_gym.webshop.cli import add_commands as add_shop_commands
+
+    add_shop_commands(sub)
     return parser
 
 
