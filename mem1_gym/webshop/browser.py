@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+STARTUP_TIMEOUT = 30.0  # seconds a freshly started browser may take for its first page
+
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -111,8 +113,18 @@ class Browser:
         except BaseException:  # a half-started chromedriver must not outlive the error
             self.kill()
             raise
-        self.driver.set_page_load_timeout(config.page_load_timeout)
+        self.driver.set_page_load_timeout(max(config.page_load_timeout, STARTUP_TIMEOUT))
         self.driver.set_script_timeout(config.page_load_timeout)
+        # A cold Chromium on a busy 2-core machine can need more than 5 s for its first page (a CI
+        # run timed out there right after a restart): warm it up under a generous limit, then hold
+        # every later command to the configured one.
+        self.driver.command_executor._client_config.timeout = max(config.command_timeout, STARTUP_TIMEOUT)
+        try:
+            self.driver.get("about:blank")
+        except BaseException:
+            self.kill()
+            raise
+        self.driver.set_page_load_timeout(config.page_load_timeout)
         self.driver.command_executor._client_config.timeout = config.command_timeout
 
     @property
