@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import Any
-
-import gymnasium as gym
-from gymnasium.error import ResetNeeded
 
 from mem1_gym import protocol
-from mem1_gym.core import UnicodeText
 from mem1_gym.data.tasks import Task
-from mem1_gym.envs.qa_common import QAConfig, load_tasks
+from mem1_gym.envs.qa_base import QAEnvBase
+from mem1_gym.envs.qa_common import QAConfig
 from mem1_gym.protocol import ActionType
 from mem1_gym.retrieval.base import RetrievalError, Retriever
-from mem1_gym.scoring import AnswerScore, score_answer_text
 
 _ACTION_NAMES = {ActionType.SEARCH: "search", ActionType.ANSWER: "answer", ActionType.INVALID: "invalid"}
 
 
-class MultiHopQAEnv(gym.Env[str, str]):
+class MultiHopQAEnv(QAEnvBase):
     """N questions answered in one episode by searching a local index, MEM1-style.
 
     ## Description
@@ -87,92 +82,35 @@ class MultiHopQAEnv(gym.Env[str, str]):
     >>> env.close()
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
-
-    def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.config = QAConfig(n_questions=n_questions, **kwargs)
-        self.render_mode = render_mode
-        self.observation_space = UnicodeText()
-        self.action_space = UnicodeText()
-        self.tasks, corpus_path = load_tasks(self.config)
+    def _open_backend(self, corpus_path: str | None) -> None:
         self._retriever, self._owns_retriever = _get_retriever(self.config, corpus_path)
-        self.max_turns = self.config.turn_budget
-        self._task: Task | None = None
-        self._task_index = -1
-        self._turn = 0
-        self._done = False
-        self._last_obs = ""
-        self._closed = False
 
-    # ------------------------------------------------------------------ Gymnasium API
+    def _close_backend(self) -> None:
+        if self._owns_retriever:
+            self._retriever.close()
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        super().reset(seed=seed)
-        index = (options or {}).get("task_index")
-        if index is None:
-            index = int(self.np_random.integers(len(self.tasks)))
-        elif not 0 <= int(index) < len(self.tasks):
-            raise ValueError(f"task_index must be in [0, {len(self.tasks)}) for split {self.config.split!r}, got {index}")
-        self._task_index, self._task = int(index), self.tasks[int(index)]
-        self._turn, self._done = 0, False
-        self._last_obs = protocol.qa_prompt(self._task.questions, self.max_turns)
-        info = self._base_info(action_type="", valid=True, error="", query="", has_think=False, consumed=0)
-        info.update(doc_ids=[], injected=self._last_obs)
-        return self._last_obs, info
+    def _prompt(self, task: Task) -> str:
+        return protocol.qa_prompt(task.questions, self.max_turns)
+
+    def _idle_info(self) -> dict:
+        return {"query": "", "doc_ids": []}
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
-        if self._task is None or self._done:
-            raise ResetNeeded("call reset() before step(), and again after an episode ends")
-        self._turn += 1
-        turns_left = self.max_turns - self._turn
+        turns_left = self._begin_step()
         parsed = protocol.parse_action(action)
-        info = self._base_info(
-            action_type=_ACTION_NAMES[parsed.type],
-            valid=parsed.valid,
-            error=parsed.error,
-            query=parsed.content if parsed.type is ActionType.SEARCH else "",
-            has_think=parsed.think is not None,
-            consumed=parsed.end,
-        )
-        reward, doc_ids = 0.0, []
+        info = self._info(action_type=_ACTION_NAMES[parsed.type], valid=parsed.valid, error=parsed.error,
+                          has_think=parsed.think is not None, consumed=parsed.end)
+        info.update(query=parsed.content if parsed.type is ActionType.SEARCH else "", doc_ids=[])
         if parsed.type is ActionType.ANSWER:
-            score = score_answer_text(parsed.content, self._task.golds)
-            obs, terminated = "", True
-            reward = self.config.reward_scale * (score.em_sum if self.config.reward == "em" else score.f1_sum)
-            info.update(_final_info(score, answered=True))
+            return self._end_step("", self._answer(parsed.content, info), True, info)
+        reward = 0.0
+        if parsed.type is ActionType.SEARCH:
+            body, info["doc_ids"], info["error"] = self._search(parsed.content)
         else:
-            hint = protocol.turns_left_hint(turns_left)
-            if parsed.type is ActionType.SEARCH:
-                body, doc_ids, search_error = self._search(parsed.content)
-                info["error"] = search_error
-            else:
-                body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
-                reward = -self.config.invalid_action_penalty
-            obs, terminated = protocol.information_block(hint, body), False
-        truncated = not terminated and turns_left <= 0
-        if truncated:
-            info.update(_final_info(score_answer_text("", self._task.golds), answered=False))
-        self._done = terminated or truncated
-        self._last_obs = obs
-        info.update(doc_ids=doc_ids, injected=obs)
-        return obs, float(reward), terminated, truncated, info
-
-    def render(self) -> str | None:
-        return self._last_obs if self.render_mode == "ansi" else None
-
-    def close(self) -> None:
-        if not self._closed and self._owns_retriever:
-            self._retriever.close()
-        self._closed = True
-
-    # ------------------------------------------------------------------ helpers
-
-    @property
-    def task(self) -> Task | None:
-        """The current task (questions, gold aliases, hops): for oracles and evaluation, not agents."""
-        return self._task
+            body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
+            reward = -self.config.invalid_action_penalty
+        obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
+        return self._end_step(obs, reward, False, info)
 
     def _search(self, query: str) -> tuple[str, list[str], str]:
         try:
@@ -183,36 +121,6 @@ class MultiHopQAEnv(gym.Env[str, str]):
             return f"The search failed: {err}. Try again or answer with what you know.", [], str(err)
         body = protocol.render_docs(docs) if docs else protocol.EMPTY_RESULTS_MESSAGE
         return body, [d.id for d in docs], ""
-
-    def _base_info(self, *, action_type: str, valid: bool, error: str, query: str, has_think: bool, consumed: int) -> dict:
-        return {
-            "turn": self._turn,
-            "turns_left": self.max_turns - self._turn,
-            "max_turns": self.max_turns,
-            "task_id": self._task.id,
-            "task_index": self._task_index,
-            "n_questions": len(self._task),
-            "action_type": action_type,
-            "valid_action": valid,
-            "error": error,
-            "query": query,
-            "has_think": has_think,
-            "consumed_chars": consumed,
-        }
-
-
-def _final_info(score: AnswerScore, answered: bool) -> dict:
-    return {
-        "em": list(score.em),
-        "f1": list(score.f1),
-        "em_sum": score.em_sum,
-        "f1_sum": score.f1_sum,
-        "n_correct": int(score.em_sum),
-        "success": answered and score.success,
-        "answered": answered,
-        "n_answers": score.n_given if answered else 0,
-        "answer_count_mismatch": answered and score.count_mismatch,
-    }
 
 
 # In-process indexes are shared by every env of a process (a SyncVectorEnv of 16 envs loads one

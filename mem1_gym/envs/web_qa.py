@@ -7,17 +7,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-from gymnasium.error import ResetNeeded
 
 from mem1_gym import protocol
-from mem1_gym.core import UnicodeText
 from mem1_gym.data.tasks import Task
-from mem1_gym.envs.multihop_qa import _final_info  # one definition of the final keys for both QA families
-from mem1_gym.envs.qa_common import QAConfig, load_tasks
+from mem1_gym.envs.qa_base import QAEnvBase
+from mem1_gym.envs.qa_common import QAConfig
 from mem1_gym.protocol import WebActionType
 from mem1_gym.retrieval.build import BACKENDS
-from mem1_gym.scoring import score_answer_text
 from mem1_gym.web.client import ClientConfig, WebError
 from mem1_gym.web.providers import PROVIDERS, MiniWebProvider, SearchProvider
 
@@ -86,7 +82,7 @@ class WebQAConfig(QAConfig):
             super()._check_questions_have_a_corpus()
 
 
-class WebQAEnv(gym.Env[str, str]):
+class WebQAEnv(QAEnvBase):
     """N questions answered in one episode by searching the web (or the local mini-web), MEM1-style.
 
     ## Description
@@ -162,32 +158,28 @@ class WebQAEnv(gym.Env[str, str]):
     >>> env.close()
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
+    config_cls = WebQAConfig
     _spec = None
 
-    def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.config = WebQAConfig(n_questions=n_questions, **kwargs)
-        self.render_mode = render_mode
-        self.observation_space = UnicodeText()
-        self.action_space = UnicodeText()
-        self.tasks, corpus_path = load_tasks(self.config)
+    def _open_backend(self, corpus_path: str | None) -> None:
         self._provider, self._owns_provider = _make_provider(self.config, corpus_path)
         if self._provider.live and self.config.qa_path is None:
             warnings.warn(
                 f"search_provider={self._provider.name!r} searches the real web, but the questions are the "
                 f"synthetic world's, whose entities are invented; pass qa_path= real questions "
                 f"(a FlashRAG jsonl such as NQ or HotpotQA)",
-                stacklevel=2,
+                stacklevel=3,
             )
-        self.max_turns = self.config.turn_budget
-        self._task: Task | None = None
-        self._task_index = -1
-        self._turn = 0
-        self._done = False
-        self._last_obs = ""
-        self._closed = False
+
+    def _close_backend(self) -> None:
+        if self._owns_provider:
+            self._provider.close()
+
+    def _prompt(self, task: Task) -> str:
+        return protocol.webqa_prompt(task.questions, self.max_turns, self.config.allow_open)
+
+    def _idle_info(self) -> dict:
+        return self._web_info(_NO_ACTION)
 
     @property
     def spec(self):
@@ -201,69 +193,27 @@ class WebQAEnv(gym.Env[str, str]):
             value = dataclasses.replace(value, nondeterministic=True)
         self._spec = value
 
-    # ------------------------------------------------------------------ Gymnasium API
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        super().reset(seed=seed)
-        index = (options or {}).get("task_index")
-        if index is None:
-            index = int(self.np_random.integers(len(self.tasks)))
-        elif not 0 <= int(index) < len(self.tasks):
-            raise ValueError(f"task_index must be in [0, {len(self.tasks)}) for split {self.config.split!r}, got {index}")
-        self._task_index, self._task = int(index), self.tasks[int(index)]
-        self._turn, self._done = 0, False
-        self._last_obs = protocol.webqa_prompt(self._task.questions, self.max_turns, self.config.allow_open)
-        info = self._base_info(_NO_ACTION, action_type="")
-        info.update(valid_action=True, injected=self._last_obs)
-        return self._last_obs, info
-
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
-        if self._task is None or self._done:
-            raise ResetNeeded("call reset() before step(), and again after an episode ends")
-        self._turn += 1
-        turns_left = self.max_turns - self._turn
+        turns_left = self._begin_step()
         parsed = protocol.parse_web_action(action)
         if parsed.type is WebActionType.OPEN and not self.config.allow_open:
             error = "<open> is off in this environment (make it with allow_open=True)"
             parsed = dataclasses.replace(parsed, type=WebActionType.INVALID, content="", error=error)
-        info = self._base_info(parsed, action_type=_ACTION_NAMES[parsed.type])
-        reward, terminated = 0.0, False
+        info = self._info(action_type=_ACTION_NAMES[parsed.type], valid=parsed.valid, error=parsed.error,
+                          has_think=parsed.think is not None, consumed=parsed.end)
+        info.update(self._web_info(parsed))
         if parsed.type is WebActionType.ANSWER:
-            score = score_answer_text(parsed.content, self._task.golds)
-            obs, terminated = "", True
-            reward = self.config.reward_scale * (score.em_sum if self.config.reward == "em" else score.f1_sum)
-            info.update(_final_info(score, answered=True))
+            return self._end_step("", self._answer(parsed.content, info), True, info)
+        reward = 0.0
+        if parsed.type is WebActionType.SEARCH:
+            body = self._search(parsed.content, info)
+        elif parsed.type is WebActionType.OPEN:
+            body = self._open(parsed.content, info)
         else:
-            if parsed.type is WebActionType.SEARCH:
-                body = self._search(parsed.content, info)
-            elif parsed.type is WebActionType.OPEN:
-                body = self._open(parsed.content, info)
-            else:
-                body = f"{protocol.web_invalid_action_message(self.config.allow_open)} ({parsed.error})"
-                reward = -self.config.invalid_action_penalty
-            obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
-        truncated = not terminated and turns_left <= 0
-        if truncated:
-            info.update(_final_info(score_answer_text("", self._task.golds), answered=False))
-        self._done = terminated or truncated
-        self._last_obs = obs
-        info["injected"] = obs
-        return obs, float(reward), terminated, truncated, info
-
-    def render(self) -> str | None:
-        return self._last_obs if self.render_mode == "ansi" else None
-
-    def close(self) -> None:
-        if not self._closed and self._owns_provider:
-            self._provider.close()
-        self._closed = True
-
-    # ------------------------------------------------------------------ helpers
-
-    @property
-    def task(self) -> Task | None:
-        """The current task (questions, gold aliases, hops): for oracles and evaluation, not agents."""
-        return self._task
+            body = f"{protocol.web_invalid_action_message(self.config.allow_open)} ({parsed.error})"
+            reward = -self.config.invalid_action_penalty
+        obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
+        return self._end_step(obs, reward, False, info)
 
     @property
     def provider(self) -> SearchProvider:
@@ -292,21 +242,10 @@ class WebQAEnv(gym.Env[str, str]):
         info["page_cut"] = page.cut
         return protocol.render_page(page.url, page.title, page.text, page.links, page.cut)
 
-    def _base_info(self, parsed: protocol.ParsedWebAction, action_type: str) -> dict:
+    def _web_info(self, parsed: protocol.ParsedWebAction) -> dict:
         return {
-            "turn": self._turn,
-            "turns_left": self.max_turns - self._turn,
-            "max_turns": self.max_turns,
-            "task_id": self._task.id,
-            "task_index": self._task_index,
-            "n_questions": len(self._task),
-            "action_type": action_type,
-            "valid_action": parsed.valid,
-            "error": parsed.error,
             "query": parsed.content if parsed.type is WebActionType.SEARCH else "",
             "url": parsed.content if parsed.type is WebActionType.OPEN else "",
-            "has_think": parsed.think is not None,
-            "consumed_chars": parsed.end,
             "provider": self._provider.name,
             "result_urls": [],
             "search_error": "",
