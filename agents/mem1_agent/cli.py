@@ -1,9 +1,11 @@
-"""``mem1-agent``: evaluate a policy on the MEM1 envs, or build a tiny model for CPU demos.
+"""``mem1-agent``: evaluate a policy on the MEM1 envs, build a tiny model for CPU demos, clone the oracle, train.
 
     mem1-agent eval --env MEM1-MultiHopQA-8 --policy oracle --context mem1,full --episodes 50
     mem1-agent eval --env MEM1-MultiHopQA-2 --policy hf:runs/tiny --episodes 2 --max-new-tokens 32
     mem1-agent eval --env MEM1-MultiHopQA-2 --policy openai:http://127.0.0.1:8000/v1:Qwen/Qwen2.5-7B-Instruct
     mem1-agent make-tiny --out runs/tiny
+    mem1-agent sft --env MEM1-MultiHopQA-2 --model runs/tiny --episodes 200 --out runs/tiny-sft
+    mem1-agent train --env MEM1-MultiHopQA-2 --model runs/tiny-sft --algo ppo --iterations 20 --out runs/tiny-ppo
 """
 
 from __future__ import annotations
@@ -55,7 +57,89 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
     tiny.add_argument("--seed", type=int, default=0)
+    bc = sub.add_parser("sft", help="behaviour cloning on oracle trajectories; saves a save_pretrained folder")
+    bc.add_argument("--env", default="MEM1-MultiHopQA-2")
+    bc.add_argument("--model", required=True, help="model folder (make-tiny output or a Hugging Face folder)")
+    bc.add_argument("--out", type=Path, required=True)
+    bc.add_argument("--episodes", type=int, default=200, help="oracle trajectories from the train split")
+    bc.add_argument("--epochs", type=int, default=2)
+    bc.add_argument("--lr", type=float, default=1e-3)
+    bc.add_argument("--layout", default="stitched", choices=("stitched", "per-turn"))
+    bc.add_argument("--micro-batch-size", type=int, default=4)
+    bc.add_argument("--mini-batch-size", type=int, default=8)
+    bc.add_argument("--device", default="auto")
+    bc.add_argument("--seed", type=int, default=0)
+
+    tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; checkpoints (resumable) in --out")
+    tr.add_argument("--env", default="MEM1-MultiHopQA-2")
+    tr.add_argument("--model", required=True, help="model folder (make-tiny/sft output or a Hugging Face folder)")
+    tr.add_argument("--out", type=Path, required=True, help="checkpoint folder; rerun with it to resume")
+    tr.add_argument("--algo", default="ppo", choices=("ppo", "grpo", "rloo"))
+    tr.add_argument("--iterations", type=int, default=10)
+    tr.add_argument("--tasks-per-iteration", type=int, default=8)
+    tr.add_argument("--group-size", type=int, default=None, help="rollouts per task (default 1 for ppo, 4 otherwise)")
+    tr.add_argument("--context", default="mem1", help="mem1, full, truncate:K")
+    tr.add_argument("--layout", default="stitched", choices=("stitched", "per-turn"))
+    tr.add_argument("--max-new-tokens", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=1e-5)
+    tr.add_argument("--warmup-steps", type=int, default=0)
+    tr.add_argument("--kl-coef", type=float, default=0.0)
+    tr.add_argument("--ent-coef", type=float, default=0.0)
+    tr.add_argument("--epochs", type=int, default=1)
+    tr.add_argument("--micro-batch-size", type=int, default=4)
+    tr.add_argument("--mini-batch-size", type=int, default=16)
+    tr.add_argument("--concurrency", type=int, default=8)
+    tr.add_argument("--device", default="auto", help="auto (CUDA + bf16 autocast when available), cpu, cuda")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--wandb-project", default=None)
     return parser
+
+
+def _load_model(path: Path, device: str):
+    from transformers import AutoModelForCausalLM
+
+    from mem1_agent.policies.base import TokenCodec
+    from mem1_agent.tiny import load_tokenizer
+    from mem1_agent.train.device import resolve_device
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"no model at {path} (config.json missing); build one with `mem1-agent make-tiny --out {path}`")
+    model = AutoModelForCausalLM.from_pretrained(str(path)).to(resolve_device(device))  # fp32 weights; autocast on CUDA
+    return model, TokenCodec(load_tokenizer(path), name=f"hf:{Path(path).name}")
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from mem1_agent.tiny import TOKENIZER_SUBDIR
+    from mem1_agent.train.sft import SFTConfig, oracle_trajectories, sft
+
+    config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
+                       mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed)
+    model, codec = _load_model(args.model, args.device)
+    trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed)
+    losses = sft(model, trajectories, config, codec.pad_id,
+                 log=lambda s: print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}", flush=True))
+    model.save_pretrained(args.out)
+    codec.tokenizer.save_pretrained(str(Path(args.out) / TOKENIZER_SUBDIR))
+    print(f"nll {losses[0]:.3f} -> {losses[-1]:.3f}; model written to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mem1_agent.train.learner import LearnerConfig, train
+    from mem1_agent.train.ppo import PPOConfig
+
+    ppo = PPOConfig(algo=args.algo, lr=args.lr, warmup_steps=args.warmup_steps, kl_coef=args.kl_coef,
+                    ent_coef=args.ent_coef, epochs=args.epochs, micro_batch_size=args.micro_batch_size,
+                    mini_batch_size=args.mini_batch_size)
+    group_size = args.group_size or (1 if args.algo == "ppo" else 4)
+    config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations,
+                           tasks_per_iteration=args.tasks_per_iteration, group_size=group_size,
+                           concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
+                           seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project, ppo=ppo)
+    model, codec = _load_model(args.model, args.device)
+    train(model, codec, config)
+    print(f"checkpoint: {args.out} (evaluate with `mem1-agent eval --policy hf:{args.out}`)")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -96,9 +180,8 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "eval":
-            return cmd_eval(args)
-        return cmd_make_tiny(args)
+        commands = {"eval": cmd_eval, "make-tiny": cmd_make_tiny, "sft": cmd_sft, "train": cmd_train}
+        return commands[args.command](args)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"mem1-agent: error: {err}", file=sys.stderr)
         return 2

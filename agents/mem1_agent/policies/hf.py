@@ -63,6 +63,19 @@ class TransformersPolicy(Policy):
         self.config = config
         self._generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
 
+    @classmethod
+    def from_model(cls, model: Any, codec: TokenCodec, sampling: SamplingConfig = SamplingConfig(),
+                   config: HFConfig = HFConfig(), name: str = "hf:live") -> TransformersPolicy:
+        """Sample from a model already in memory (the learner's current weights), without touching disk."""
+        import torch
+
+        policy = cls.__new__(cls)
+        policy.model, policy.codec, policy.name, policy.sampling, policy.config = model, codec, name, sampling, config
+        policy.device = next(model.parameters()).device
+        policy.window = getattr(model.config, "max_position_embeddings", None)
+        policy._generator = torch.Generator(device=policy.device).manual_seed(sampling.seed)
+        return policy
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         out: list[Generation] = []
         for start in range(0, len(requests), self.config.max_batch):

@@ -1,0 +1,308 @@
+"""The MEM1 learner: PPO (value head + token-level GAE) or GRPO/RLOO (group baselines), CleanRL style.
+
+One iteration, top to bottom in :func:`train`:
+
+1. **collect**: play ``tasks_per_iteration × group_size`` episodes with the *current* weights
+   (:meth:`TransformersPolicy.from_model`, so nothing is synced through disk);
+2. **prepare**: build exact samples of the chosen layout, recompute old log-probs and values
+   (and reference log-probs when ``kl_coef > 0``) without gradients, then advantages: GAE over each
+   trajectory's sampled tokens with the outcome reward on the last one and V(next context) as the
+   bootstrap of a truncated episode, or ``reward − group baseline`` broadcast to every token;
+3. **update**: ``epochs`` passes of mini-batches, each the token-mean of micro-batches with
+   gradient accumulation, AdamW with warm-up and gradient clipping;
+4. **log** (stdout, TensorBoard when installed, wandb when asked) and **checkpoint**
+   (:mod:`mem1_agent.train.checkpoint`, resumable).
+
+Rollouts use the transformers backend on every device; a vLLM rollout with weights synced each
+iteration is not implemented here (issue 4, requirement 5).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import torch
+
+from mem1_agent.context import make_strategy
+from mem1_agent.policies.base import SamplingConfig, TokenCodec
+from mem1_agent.policies.hf import HFConfig, TransformersPolicy
+from mem1_agent.records import Trajectory
+from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
+from mem1_agent.train import checkpoint
+from mem1_agent.train.advantages import gae, group_advantages, whiten
+from mem1_agent.train.device import autocast, resolve_device, to_device
+from mem1_agent.train.layouts import collate
+from mem1_agent.train.logger import Logger
+from mem1_agent.train.ppo import (
+    PPOConfig,
+    ValueHead,
+    explained_variance,
+    forward,
+    ppo_loss,
+    warmup_lambda,
+)
+from mem1_agent.train.samples import (
+    LAYOUTS,
+    Samples,
+    build_samples,
+    gather_from_batch,
+    scatter_to_batch,
+    to_sample_view,
+    to_trajectory_view,
+    token_rewards,
+    trajectory_mask,
+)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """One training run."""
+
+    env_id: str = "MEM1-MultiHopQA-2"
+    """Env to train on."""
+    split: str = "train"
+    """Split the training tasks are drawn from."""
+    context: str = "mem1"
+    """Context strategy of the rollouts (mem1, full, truncate:K)."""
+    iterations: int = 10
+    """Collect/update iterations."""
+    tasks_per_iteration: int = 8
+    """Distinct tasks per iteration."""
+    group_size: int = 1
+    """Rollouts per task (GRPO/RLOO need >= 2 to have a baseline)."""
+    concurrency: int = 8
+    """Episodes played in lock-step (the sampling batch)."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts (the recomputed log-probs assume 1)."""
+    max_new_tokens: int = 64
+    """Most tokens per turn."""
+    layout: str = "stitched"
+    """Training samples: "stitched" (one per trajectory) or "per-turn" (one per turn)."""
+    seed: int = 0
+    """Seed of task draws and sampling."""
+    device: str = "auto"
+    """"auto" (CUDA + bf16 autocast when available), "cpu" or "cuda"."""
+    out: Path | None = None
+    """Checkpoint folder (``save_pretrained`` layout); None: no checkpoint."""
+    save_every: int = 0
+    """Checkpoint every this many iterations (0: only at the end)."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars to ``<out>-tb/`` when ``tensorboard`` is installed."""
+    wandb_project: str | None = None
+    """Also log to this wandb project (wandb imported only then)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``gym.make`` kwargs."""
+    ppo: PPOConfig = PPOConfig()
+    """The update's hyper-parameters (algo, clip, KL, lr, batches, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.ppo.algo in ("grpo", "rloo") and self.group_size < 2:
+            raise ValueError(f"--algo {self.ppo.algo} compares rollouts of the same task: set group_size >= 2 "
+                             f"(got {self.group_size}), or use --algo ppo")
+        if min(self.iterations, self.tasks_per_iteration, self.group_size, self.concurrency) < 1:
+            raise ValueError("iterations, tasks_per_iteration, group_size and concurrency must be >= 1")
+        if self.temperature != 1.0:
+            raise ValueError("temperature must be 1: PPO's old log-probs are recomputed at temperature 1")
+        make_strategy(self.context)
+
+
+@dataclass
+class State:
+    """Everything a checkpoint restores."""
+
+    model: torch.nn.Module
+    value_head: ValueHead | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    iteration: int = 0
+    reference: torch.nn.Module | None = None
+
+
+def make_state(model: torch.nn.Module, config: LearnerConfig, device: torch.device) -> State:
+    model.to(device)
+    value_head = ValueHead(model.config.hidden_size).to(device) if config.ppo.algo == "ppo" else None
+    params = list(model.parameters()) + (list(value_head.parameters()) if value_head else [])
+    optimizer = torch.optim.AdamW(params, lr=config.ppo.lr, weight_decay=config.ppo.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(config.ppo))
+    # The frozen reference is the model passed in (before a resumed checkpoint is loaded over it).
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.ppo.kl_coef > 0 else None
+    return State(model, value_head, optimizer, scheduler, reference=reference)
+
+
+def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resume: bool = True,
+          make_env: Callable[[], Any] | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place; returns one dict of logged scalars per iteration."""
+    device = resolve_device(config.device)
+    state = make_state(model, config, device)
+    if resume and config.out is not None and checkpoint.exists(config.out):
+        checkpoint.load_into(state, config.out)
+    make_env = make_env or _env_factory(config)
+    envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
+    logger = Logger(config.out, config.tensorboard, config.wandb_project, config)
+    history = []
+    try:
+        while state.iteration < config.iterations:
+            started = time.perf_counter()
+            trajectories, groups = collect(state, codec, envs, config, device)
+            collected = time.perf_counter()
+            data = build_samples(trajectories, config.layout)
+            batch = prepare(state, data, trajectories, groups, codec.pad_id, config, device)
+            stats = update(state, data, batch, codec.pad_id, config, device)
+            state.iteration += 1
+            done = time.perf_counter()
+            stats |= rollout_stats(trajectories, collected - started)
+            stats["update_tokens_per_s"] = sum(data.lengths) * config.ppo.epochs / max(done - collected, 1e-9)
+            stats["explained_variance"] = batch["explained_variance"]
+            logger.log(stats, state.iteration)
+            history.append(stats)
+            if config.out is not None and (state.iteration == config.iterations or
+                                           (config.save_every and state.iteration % config.save_every == 0)):
+                checkpoint.save(state, codec.tokenizer, config.out, config)
+    finally:
+        for env in envs:
+            env.close()
+        logger.close()
+    return history
+
+
+def _env_factory(config: LearnerConfig) -> Callable[[], Any]:
+    import gymnasium as gym
+
+    import mem1_gym  # noqa: F401  (registers the env ids)
+
+    return lambda: gym.make(config.env_id, split=config.split, **config.env_kwargs)
+
+
+def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerConfig,
+            device: torch.device) -> tuple[list[Trajectory], list[int]]:
+    """Play this iteration's episodes with the current weights; returns trajectories and their task group."""
+    rng = random.Random(config.seed * 1_000_003 + state.iteration)
+    tasks = getattr(envs[0].unwrapped, "tasks", None)
+    specs = []
+    for task in range(config.tasks_per_iteration):
+        index = rng.randrange(len(tasks)) if tasks else None
+        seed = rng.randrange(2**31)
+        specs += [EpisodeSpec(seed=seed + k, task_index=index) for k in range(config.group_size)]
+    group_of = {spec.seed: position // config.group_size for position, spec in enumerate(specs)}
+    sampling = SamplingConfig(config.temperature, 1.0, config.max_new_tokens, config.seed + state.iteration)
+    policy = TransformersPolicy.from_model(state.model.eval(), codec, sampling, HFConfig(max_batch=config.concurrency))
+    trajectories = rollout(envs, policy, make_strategy(config.context), specs,
+                           RolloutConfig(config.max_new_tokens, env_id=config.env_id))
+    return trajectories, [group_of[t.seed] for t in trajectories]
+
+
+@torch.no_grad()
+def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], groups: Sequence[int], pad_id: int,
+            config: LearnerConfig, device: torch.device) -> dict[str, Any]:
+    """Old log-probs, values, reference log-probs and advantages/returns, one vector per sample."""
+    old_lp, old_values, ref_lp = [], [], []
+    for start in range(0, len(data.samples), config.ppo.micro_batch_size):
+        batch = to_device(collate(data.samples[start : start + config.ppo.micro_batch_size], pad_id), device)
+        with autocast(device):
+            out = forward(state.model, batch, state.value_head)
+            ref = forward(state.reference, batch) if state.reference is not None else None
+        old_lp += gather_from_batch(out.logprobs, batch.loss_mask)
+        if out.values is not None:
+            old_values += gather_from_batch(out.values, batch.loss_mask)
+        if ref is not None:
+            ref_lp += gather_from_batch(ref.logprobs, batch.loss_mask)
+    mask = trajectory_mask(data)  # (N, T)
+    if config.ppo.algo == "ppo":
+        rewards = torch.zeros_like(mask)
+        for i, trajectory in enumerate(trajectories):
+            r = token_rewards(trajectory)
+            rewards[i, : len(r)] = torch.tensor(r)
+        values = to_trajectory_view(old_values, data)  # (N, T)
+        bootstrap = _bootstrap_values(state, trajectories, config, device)  # (N,)
+        advantages, returns = gae(rewards, values, mask, bootstrap, config.ppo.gamma, config.ppo.lam)
+        ev = explained_variance(values, returns, mask)
+    else:
+        rewards = torch.tensor([sum(t.reward for t in traj.turns) for traj in trajectories])
+        per_traj = group_advantages(rewards, torch.tensor(list(groups)), config.ppo.group_std,
+                                    leave_one_out=config.ppo.algo == "rloo")
+        advantages, returns, ev = per_traj[:, None] * mask, torch.zeros_like(mask), float("nan")
+    if config.ppo.normalize_advantages:
+        advantages = whiten(advantages, mask)
+    return {"old_logprobs": old_lp, "old_values": old_values, "ref_logprobs": ref_lp, "explained_variance": ev,
+            "advantages": to_sample_view(advantages, data), "returns": to_sample_view(returns, data)}
+
+
+def _bootstrap_values(state: State, trajectories: Sequence[Trajectory], config: LearnerConfig,
+                      device: torch.device) -> torch.Tensor:
+    """V(next context) for an episode cut by its turn budget (the return does not stop at a time limit); 0 otherwise."""
+    out = torch.zeros(len(trajectories))
+    strategy = make_strategy(config.context)
+    for i, trajectory in enumerate(trajectories):
+        last = trajectory.turns[-1] if trajectory.turns else None
+        if last is None or last.terminated or not last.truncated:
+            continue
+        ids = torch.tensor([strategy.build(trajectory).token_ids], device=device)  # (1, T)
+        with autocast(device):
+            hidden = state.model(input_ids=ids, output_hidden_states=True).hidden_states[-1]  # (1, T, H)
+            out[i] = float(state.value_head(hidden[:, -1:])[0, 0])
+    return out
+
+
+def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, config: LearnerConfig,
+           device: torch.device) -> dict[str, float]:
+    """``epochs`` passes of clipped-PPO mini-batch steps over this iteration's samples."""
+    ppo, params = config.ppo, [p for group in state.optimizer.param_groups for p in group["params"]]
+    state.model.train()
+    rng = random.Random(config.seed + 7919 * state.iteration)
+    stats: dict[str, list[float]] = {}
+    for _ in range(ppo.epochs):
+        order = list(range(len(data.samples)))
+        rng.shuffle(order)
+        for start in range(0, len(order), ppo.mini_batch_size):
+            mini = order[start : start + ppo.mini_batch_size]
+            tokens = sum(len(data.samples[i]["targets"]) for i in mini)
+            for micro_start in range(0, len(mini), ppo.micro_batch_size):
+                micro = mini[micro_start : micro_start + ppo.micro_batch_size]
+                loss, micro_stats = _micro_loss(state, data, prepared, micro, pad_id, config, device)
+                (loss * sum(len(data.samples[i]["targets"]) for i in micro) / tokens).backward()
+                for key, value in micro_stats.items():
+                    stats.setdefault(key, []).append(value)
+            stats.setdefault("grad_norm", []).append(float(torch.nn.utils.clip_grad_norm_(params, ppo.max_grad_norm)))
+            state.optimizer.step()
+            state.scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+    state.model.eval()
+    out = {key: fmean(values) for key, values in stats.items()}
+    out["lr"] = state.scheduler.get_last_lr()[0]
+    return out
+
+
+def _micro_loss(state: State, data: Samples, prepared: dict[str, Any], micro: list[int], pad_id: int,
+                config: LearnerConfig, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    batch = to_device(collate([data.samples[i] for i in micro], pad_id), device)
+
+    def placed(key: str) -> torch.Tensor | None:
+        if not prepared[key]:
+            return None
+        return scatter_to_batch([prepared[key][i] for i in micro], batch.loss_mask)  # (B, S)
+
+    with autocast(device):
+        new = forward(state.model, batch, state.value_head)
+    return ppo_loss(new, placed("old_logprobs"), placed("advantages"), batch.loss_mask, config.ppo,
+                    old_values=placed("old_values"), returns=placed("returns"), ref_logprobs=placed("ref_logprobs"))
+
+
+def rollout_stats(trajectories: Sequence[Trajectory], seconds: float) -> dict[str, float]:
+    """Reward, EM (mean over objectives), turns and sampling throughput of one collection."""
+    sampled = sum(len(turn.generated_ids) for t in trajectories for turn in t.turns)
+    return {
+        "reward": fmean(sum(turn.reward for turn in t.turns) for t in trajectories),
+        "em": fmean(fmean(t.em) if t.em else 0.0 for t in trajectories),
+        "valid_action_rate": fmean(turn.valid_action for t in trajectories for turn in t.turns),
+        "turns": fmean(len(t.turns) for t in trajectories),
+        "rollout_tokens_per_s": sampled / max(seconds, 1e-9),
+    }

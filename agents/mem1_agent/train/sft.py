@@ -1,0 +1,129 @@
+"""Behaviour cloning (SFT) on oracle trajectories, through the same exact layouts as PPO.
+
+The oracle of the synthetic world plays a task in the record format of every other policy
+(:mod:`mem1_agent.policies.oracle`), with its text encoded by the model's tokenizer. Cloning it is
+maximum likelihood of the generated tokens (state + action) given the exact context each turn
+read: the loss mask of :mod:`mem1_agent.train.layouts` is 1 exactly on those tokens, so the prompt
+and the observations are never trained on. This is the warm start the tiny CPU demo needs: a
+randomly initialised model never samples a well-formed ``<search>`` and gets no reward to learn from.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mem1_agent.records import Trajectory
+from mem1_agent.train.device import autocast, resolve_device, to_device
+from mem1_agent.train.layouts import collate
+from mem1_agent.train.ppo import forward, masked_mean
+from mem1_agent.train.samples import LAYOUTS, build_samples
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Hyper-parameters of behaviour cloning."""
+
+    epochs: int = 1
+    """Passes over the trajectories."""
+    lr: float = 1e-3
+    """AdamW learning rate after warm-up (tiny models from scratch want ~1e-3; a 7B model ~1e-5)."""
+    warmup_steps: int = 10
+    """Optimizer steps of linear warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    micro_batch_size: int = 4
+    """Samples per forward/backward."""
+    mini_batch_size: int = 8
+    """Samples per optimizer step (gradients accumulate over micro-batches)."""
+    layout: str = "stitched"
+    """"stitched" (one sample per trajectory) or "per-turn" (one sample per turn)."""
+    seed: int = 0
+    """Seed of the sample order."""
+    device: str = "auto"
+    """"auto", "cpu" or "cuda"."""
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.micro_batch_size < 1 or self.mini_batch_size % self.micro_batch_size:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be a positive multiple of "
+                             f"micro_batch_size ({self.micro_batch_size})")
+        if self.epochs < 1 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("need epochs >= 1, lr > 0 and warmup_steps >= 0")
+
+
+def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTConfig, pad_id: int = 0,
+        log: Callable[[dict], None] | None = None) -> list[float]:
+    """Train ``model`` in place to imitate ``trajectories``; returns the mean NLL per sampled token of each step."""
+    device = resolve_device(config.device)
+    model.to(device).train()
+    samples = build_samples(trajectories, config.layout).samples
+    if not samples:
+        raise ValueError("no trajectory has a generated token to imitate; collect oracle trajectories first")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+    rng = random.Random(config.seed)
+    losses = []
+    for epoch in range(config.epochs):
+        order = list(range(len(samples)))
+        rng.shuffle(order)
+        for start in range(0, len(order), config.mini_batch_size):
+            mini = [samples[i] for i in order[start : start + config.mini_batch_size]]
+            loss = _step(model, mini, config, pad_id, device)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss)
+            if log is not None:
+                log({"epoch": epoch, "step": len(losses), "nll": loss, "lr": scheduler.get_last_lr()[0]})
+    model.eval()
+    return losses
+
+
+def _step(model: torch.nn.Module, mini: list[dict], config: SFTConfig, pad_id: int, device: torch.device) -> float:
+    """Accumulate the gradient of the token-mean NLL over a mini-batch; return that NLL."""
+    total_tokens = sum(len(s["targets"]) for s in mini)
+    total = 0.0
+    for start in range(0, len(mini), config.micro_batch_size):
+        micro = mini[start : start + config.micro_batch_size]
+        batch = to_device(collate(micro, pad_id), device)
+        with autocast(device):
+            out = forward(model, batch)
+        nll = -masked_mean(out.logprobs, batch.loss_mask)
+        # Weight by tokens so the accumulated gradient is the token mean over the whole mini-batch.
+        weight = batch.loss_mask.sum().item() / total_tokens
+        (nll * weight).backward()
+        total += nll.item() * weight
+    return total
+
+
+def oracle_trajectories(env_id: str, tokenizer_dir: str, episodes: int, split: str = "train", seed: int = 0,
+                        context: str = "mem1", concurrency: int = 8) -> list[Trajectory]:
+    """Oracle play of ``episodes`` distinct tasks of ``split``, encoded with the model's tokenizer."""
+    import gymnasium as gym
+
+    import mem1_gym  # noqa: F401  (registers the env ids)
+    from mem1_agent.context import make_strategy
+    from mem1_agent.policies import make_policy
+    from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
+
+    policy = make_policy("oracle", tokenizer=tokenizer_dir)
+    envs = [gym.make(env_id, split=split) for _ in range(concurrency)]
+    n_tasks = len(envs[0].unwrapped.tasks)
+    if episodes > n_tasks:
+        raise ValueError(f"--episodes {episodes} exceeds the {n_tasks} tasks of the {split} split; lower it")
+    order = random.Random(seed).sample(range(n_tasks), episodes)
+    specs = [EpisodeSpec(seed=seed + k, task_index=index) for k, index in enumerate(order)]
+    try:
+        return rollout(envs, policy, make_strategy(context), specs, RolloutConfig(env_id=env_id))
+    finally:
+        for env in envs:
+            env.close()
