@@ -92,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto", help="auto (CUDA + bf16 autocast when available), cpu, cuda")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--wandb-project", default=None)
+    from mem1_agent.demo import add_demo_command
     from mem1_agent.serve import add_serve_command
 
     add_serve_command(sub)
+    add_demo_command(sub)
     return parser
 
 
@@ -183,9 +185,11 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from mem1_agent.demo import cmd_demo
         from mem1_agent.serve import cmd_serve
 
-        commands = {"eval": cmd_eval, "make-tiny": cmd_make_tiny, "sft": cmd_sft, "train": cmd_train, "serve": cmd_serve}
+        commands = {"eval": cmd_eval, "make-tiny": cmd_make_tiny, "sft": cmd_sft, "train": cmd_train, "serve": cmd_serve,
+                    "demo": cmd_demo}
         return commands[args.command](args)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"mem1-agent: error: {err}", file=sys.stderr)
