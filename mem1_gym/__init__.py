@@ -13,12 +13,13 @@ __version__ = "0.1.0"
 
 MULTIHOP_QA_HORIZONS = (1, 2, 3, 4, 6, 8, 16)
 
-# (id, entry point, kwargs, nondeterministic): one block per env family.
-_SPECS: list[tuple[str, str, dict, bool]] = []
+# (id, entry point, kwargs, nondeterministic[, vector entry point]): one block per env family.
+_SPECS: list[tuple] = []
 
 # --- MultiHopQA (local index) ---
 _SPECS += [
-    (f"MEM1-MultiHopQA-{n}", "mem1_gym.envs.multihop_qa:MultiHopQAEnv", {"n_questions": n}, False)
+    (f"MEM1-MultiHopQA-{n}", "mem1_gym.envs.multihop_qa:MultiHopQAEnv", {"n_questions": n}, False,
+     "mem1_gym.envs.multihop_qa_vector:MultiHopQAVectorEnv")  # batches the envs' searches (issue 7)
     for n in MULTIHOP_QA_HORIZONS
 ]
 
@@ -38,9 +39,10 @@ _SPECS += [
 
 
 def _register_all() -> None:
-    for env_id, entry_point, kwargs, nondeterministic in _SPECS:
+    for env_id, entry_point, kwargs, nondeterministic, *vector_entry_point in _SPECS:
         if env_id not in registry:
-            register(id=env_id, entry_point=entry_point, kwargs=kwargs, nondeterministic=nondeterministic)
+            register(id=env_id, entry_point=entry_point, kwargs=kwargs, nondeterministic=nondeterministic,
+                     vector_entry_point=vector_entry_point[0] if vector_entry_point else None)
 
 
 _register_all()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import atexit
 import threading
+from typing import NamedTuple
 
 from mem1_gym import protocol
 from mem1_gym.data.tasks import Task
 from mem1_gym.envs.qa_base import QAEnvBase
 from mem1_gym.envs.qa_common import QAConfig
-from mem1_gym.protocol import ActionType
-from mem1_gym.retrieval.base import RetrievalError, Retriever
+from mem1_gym.protocol import ActionType, ParsedAction
+from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
 
 _ACTION_NAMES = {ActionType.SEARCH: "search", ActionType.ANSWER: "answer", ActionType.INVALID: "invalid"}
 
@@ -95,32 +96,73 @@ class MultiHopQAEnv(QAEnvBase):
     def _idle_info(self) -> dict:
         return {"query": "", "doc_ids": []}
 
+    @property
+    def retriever(self) -> Retriever:
+        """The search backend (one instance serves every env of a :class:`MultiHopQAVectorEnv`)."""
+        return self._retriever
+
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        pending = self.parse_step(action)
+        found = None if pending.query is None else search_all(self._retriever, [pending.query], self.config)[0]
+        return self.finish_step(pending, found)
+
+    # ``step`` in two halves around the search, so that a vector env can send the queries of all its
+    # envs in one ``Retriever.search`` call (issue 7, requirement 5).
+
+    def parse_step(self, action: str) -> PendingStep:
+        """Count the turn and parse ``action``; the search, if any, is left to the caller."""
         turns_left = self._begin_step()
         parsed = protocol.parse_action(action)
         info = self._info(action_type=_ACTION_NAMES[parsed.type], valid=parsed.valid, error=parsed.error,
                           has_think=parsed.think is not None, consumed=parsed.end)
         info.update(query=parsed.content if parsed.type is ActionType.SEARCH else "", doc_ids=[])
+        return PendingStep(parsed, info, turns_left)
+
+    def finish_step(
+        self, pending: PendingStep, found: list[Doc] | RetrievalError | None
+    ) -> tuple[str, float, bool, bool, dict]:
+        """Complete the step of :meth:`parse_step` with the result of its search (None if it has no query)."""
+        parsed, info = pending.parsed, pending.info
         if parsed.type is ActionType.ANSWER:
             return self._end_step("", self._answer(parsed.content, info), True, info)
         reward = 0.0
         if parsed.type is ActionType.SEARCH:
-            body, info["doc_ids"], info["error"] = self._search(parsed.content)
+            body, info["doc_ids"], info["error"] = _render_search(found)
         else:
             body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
             reward = -self.config.invalid_action_penalty
-        obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
+        obs = protocol.information_block(protocol.turns_left_hint(pending.turns_left), body)
         return self._end_step(obs, reward, False, info)
 
-    def _search(self, query: str) -> tuple[str, list[str], str]:
-        try:
-            docs = self._retriever.search([query], self.config.k)[0]
-        except RetrievalError as err:
-            if self.config.on_retrieval_error == "raise":
-                raise
-            return f"The search failed: {err}. Try again or answer with what you know.", [], str(err)
-        body = protocol.render_docs(docs) if docs else protocol.EMPTY_RESULTS_MESSAGE
-        return body, [d.id for d in docs], ""
+
+class PendingStep(NamedTuple):
+    """A step between :meth:`MultiHopQAEnv.parse_step` and :meth:`MultiHopQAEnv.finish_step`."""
+
+    parsed: ParsedAction
+    info: dict
+    turns_left: int
+
+    @property
+    def query(self) -> str | None:
+        return self.parsed.content if self.parsed.type is ActionType.SEARCH else None
+
+
+def search_all(retriever: Retriever, queries: list[str], config: QAConfig) -> list[list[Doc] | RetrievalError]:
+    """One batched search; with ``on_retrieval_error="observe"`` a failure is every query's result."""
+    try:
+        return retriever.search(queries, config.k)
+    except RetrievalError as err:
+        if config.on_retrieval_error == "raise":
+            raise
+        return [err] * len(queries)
+
+
+def _render_search(found: list[Doc] | RetrievalError) -> tuple[str, list[str], str]:
+    """The observation body, ``doc_ids`` and ``error`` of one search."""
+    if isinstance(found, RetrievalError):
+        return f"The search failed: {found}. Try again or answer with what you know.", [], str(found)
+    body = protocol.render_docs(found) if found else protocol.EMPTY_RESULTS_MESSAGE
+    return body, [d.id for d in found], ""
 
 
 # In-process indexes are shared by every env of a process (a SyncVectorEnv of 16 envs loads one
