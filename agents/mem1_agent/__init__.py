@@ -1,4 +1,4 @@
-"""The MEM1 agent: a constant-memory LLM policy, its rollouts, the paper's metrics and the eval command.
+"""The MEM1 agent: a constant-memory LLM policy, rollouts, the paper's metrics, evaluation and training.
 
 Imported as ``mem1_agent`` (the bare name ``agents`` belongs to a popular SDK on PyPI). It depends
 on ``mem1_gym`` for the protocol and the environments; ``mem1_gym`` never imports it.
@@ -16,6 +16,10 @@ Read in this order:
 * :mod:`mem1_agent.metrics` — EM/F1, peak tokens, dependency, time, valid-action rate.
 * :mod:`mem1_agent.eval`, :mod:`mem1_agent.report`, :mod:`mem1_agent.cli` — ``mem1-agent eval``.
 * :mod:`mem1_agent.tiny` — a tiny Qwen2 and a locally trained tokenizer (``mem1-agent make-tiny``).
+* :mod:`mem1_agent.train` — exact training batches (per-turn and stitched layouts, one mask
+  function), advantages, PPO / GRPO / RLOO, SFT, the learner (``mem1-agent sft`` / ``train``).
+* :mod:`mem1_agent.serve` — an OpenAI-compatible server for local models (``mem1-agent serve``).
+* :mod:`mem1_agent.demo` — the main job (``mem1-agent demo``).
 
 >>> import gymnasium as gym, mem1_gym
 >>> from mem1_agent.context import Mem1Context
