@@ -53,7 +53,9 @@ class TransformersPolicy(Policy):
             raise FileNotFoundError(
                 f"no model at {path} (config.json missing); build one with `mem1-agent make-tiny --out {path}`"
             )
-        self.device = _resolve_device(config.device)
+        from mem1_agent.train.device import resolve_device  # one rule for rollouts and training
+
+        self.device = resolve_device(config.device)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32  # fp32 on CPU: exact log-probs
         self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(self.device).eval()
         self.codec = TokenCodec(load_tokenizer(path), name=f"hf:{path.name}", use_chat_template=config.use_chat_template)
@@ -174,14 +176,3 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[
             ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             mask[i, width - len(row) :] = 1
     return ids.to(device), mask.to(device)
-
-
-def _resolve_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but torch sees no CUDA GPU; pass --device cpu")
-    return device
