@@ -6,6 +6,7 @@
     mem1-agent make-tiny --out runs/tiny
     mem1-agent sft --env MEM1-MultiHopQA-2 --model runs/tiny --episodes 200 --out runs/tiny-sft
     mem1-agent train --env MEM1-MultiHopQA-2 --model runs/tiny-sft --algo ppo --iterations 20 --out runs/tiny-ppo
+    mem1-agent train ... --rollout-backend vllm   # GPU + vllm: rollouts in a vLLM engine synced every iteration
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--device", default="auto")
     bc.add_argument("--seed", type=int, default=0)
 
-    tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; checkpoints (resumable) in --out")
+    tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
+                                      "checkpoints (resumable) in --out")
     tr.add_argument("--env", default="MEM1-MultiHopQA-2")
     tr.add_argument("--model", required=True, help="model folder (make-tiny/sft output or a Hugging Face folder)")
     tr.add_argument("--out", type=Path, required=True, help="checkpoint folder; rerun with it to resume")
@@ -90,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mini-batch-size", type=int, default=16)
     tr.add_argument("--concurrency", type=int, default=8)
     tr.add_argument("--device", default="auto", help="auto (CUDA + bf16 autocast when available), cpu, cuda")
+    tr.add_argument("--rollout-backend", default="auto", choices=("auto", "transformers", "vllm"),
+                    help="who samples the rollouts: transformers (the learner's own module, CPU or CUDA), vllm (a "
+                         "vLLM engine on the GPU, learner weights copied into it in memory every iteration; "
+                         "not yet run on a GPU) or auto (vllm on CUDA when installed, else transformers)")
+    tr.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3,
+                    help="share of the GPU the vLLM engine may take; the learner shares the GPU (default 0.3)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--wandb-project", default=None)
     from mem1_agent.demo import add_demo_command
@@ -140,7 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations,
                            tasks_per_iteration=args.tasks_per_iteration, group_size=group_size,
                            concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
-                           seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project, ppo=ppo)
+                           seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project,
+                           rollout_backend=args.rollout_backend,
+                           vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, ppo=ppo)
     model, codec = _load_model(args.model, args.device)
     train(model, codec, config)
     print(f"checkpoint: {args.out} (evaluate with `mem1-agent eval --policy hf:{args.out}`)")

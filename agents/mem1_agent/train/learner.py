@@ -3,7 +3,7 @@
 One iteration, top to bottom in :func:`train`:
 
 1. **collect**: play ``tasks_per_iteration × group_size`` episodes with the *current* weights
-   (:meth:`TransformersPolicy.from_model`, so nothing is synced through disk);
+   (rollout backends below);
 2. **prepare**: build exact samples of the chosen layout, recompute old log-probs and values
    (and reference log-probs when ``kl_coef > 0``) without gradients, then advantages: GAE over each
    trajectory's sampled tokens with the outcome reward on the last one and V(next context) as the
@@ -13,8 +13,23 @@ One iteration, top to bottom in :func:`train`:
 4. **log** (stdout, TensorBoard when installed, wandb when asked) and **checkpoint**
    (:mod:`mem1_agent.train.checkpoint`, resumable).
 
-Rollouts use the transformers backend on every device; a vLLM rollout with weights synced each
-iteration is not implemented here (issue 4, requirement 5).
+Rollout backends (``rollout_backend``; issue 4, requirement 5), with the same records either way:
+
+* ``transformers``: :meth:`TransformersPolicy.from_model` on the learner's own module, CPU or CUDA;
+* ``vllm`` (CUDA only): one :class:`~mem1_agent.policies.vllm_backend.VLLMRolloutEngine` per run,
+  started from the initial weights saved to ``<out>-vllm/`` (a temporary folder without ``out``);
+  at every iteration, before collecting, the learner's ``state_dict`` is copied into the engine in
+  memory and its prefix cache is reset. **Written against vLLM's documented internals but never
+  run on a GPU** (none was available); the sync wiring is tested with a stand-in engine;
+* ``auto``: vllm when the device is CUDA and ``import vllm`` works, else transformers.
+
+Precision: vLLM samples in its engine dtype (bf16 by default) while the learner holds fp32 weights
+(bf16 autocast on CUDA). The sampled log-probs stored in the records are never used for the
+update: :func:`prepare` recomputes the old log-probs (and values) with the learner's own forward,
+so PPO ratios are exact with respect to the learner. What is not corrected is the small gap between
+the engine's sampling distribution and the learner's (the rollouts are slightly off-policy). The
+recorded log-probs are comparable across backends because training samples at temperature 1 with
+top-p 1, where vLLM's raw log-probs and the tempered ones coincide.
 """
 
 from __future__ import annotations
@@ -33,6 +48,11 @@ import torch
 from mem1_agent.context import make_strategy
 from mem1_agent.policies.base import SamplingConfig, TokenCodec
 from mem1_agent.policies.hf import HFConfig, TransformersPolicy
+from mem1_agent.policies.vllm_backend import (
+    TRAIN_ALTERNATIVE,
+    VLLMRolloutEngine,
+    require_vllm,
+)
 from mem1_agent.records import Trajectory
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 from mem1_agent.train import checkpoint
@@ -59,6 +79,8 @@ from mem1_agent.train.samples import (
     token_rewards,
     trajectory_mask,
 )
+
+ROLLOUT_BACKENDS = ("auto", "transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,12 @@ class LearnerConfig:
     """Also log to this wandb project (wandb imported only then)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``gym.make`` kwargs."""
+    rollout_backend: str = "auto"
+    """"transformers", "vllm" (CUDA, weights synced every iteration) or "auto" (vllm on CUDA when installed)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """Share of the GPU the vLLM engine may take; the learner's weights and optimizer share the rest."""
+    vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``vllm.LLM`` kwargs (e.g. max_model_len, enforce_eager, dtype)."""
     ppo: PPOConfig = PPOConfig()
     """The update's hyper-parameters (algo, clip, KL, lr, batches, ...)."""
 
@@ -113,6 +141,42 @@ class LearnerConfig:
         if self.temperature != 1.0:
             raise ValueError("temperature must be 1: PPO's old log-probs are recomputed at temperature 1")
         make_strategy(self.context)
+        if self.rollout_backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        if self.rollout_backend == "vllm":
+            if self.device == "cpu":
+                raise ValueError("rollout_backend 'vllm' needs a CUDA GPU; use --rollout-backend transformers "
+                                 "with --device cpu")
+            require_vllm(TRAIN_ALTERNATIVE)  # fails here, before any model, engine or env is built
+
+
+def resolve_rollout_backend(name: str, device: torch.device) -> str:
+    """"auto" -> "vllm" on CUDA when ``import vllm`` works, else "transformers"; others are returned as given."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "transformers"
+    try:
+        require_vllm(TRAIN_ALTERNATIVE)
+    except RuntimeError:
+        return "transformers"
+    return "vllm"
+
+
+def make_rollout_engine(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig,
+                        device: torch.device) -> VLLMRolloutEngine | None:
+    """The vLLM engine of this run (None: transformers rollouts on the learner's module)."""
+    if resolve_rollout_backend(config.rollout_backend, device) != "vllm":
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"rollout_backend 'vllm' needs a CUDA device, got {device}; "
+                         "use --rollout-backend transformers")
+    # A sibling of the checkpoint folder (like <out>-tb): checkpoint.save replaces <out> wholesale.
+    folder = None if config.out is None else Path(f"{config.out}-vllm")
+    return VLLMRolloutEngine(model, codec, folder, seed=config.seed,
+                             gpu_memory_utilization=config.vllm_gpu_memory_utilization, **config.vllm_engine_kwargs)
 
 
 @dataclass
@@ -145,6 +209,7 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
     state = make_state(model, config, device)
     if resume and config.out is not None and checkpoint.exists(config.out):
         checkpoint.load_into(state, config.out)
+    engine = make_rollout_engine(state.model, codec, config, device)  # before any env: fails fast
     make_env = make_env or _env_factory(config)
     envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
     logger = Logger(config.out, config.tensorboard, config.wandb_project, config)
@@ -152,7 +217,7 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
     try:
         while state.iteration < config.iterations:
             started = time.perf_counter()
-            trajectories, groups = collect(state, codec, envs, config, device)
+            trajectories, groups = collect(state, codec, envs, config, device, engine)
             collected = time.perf_counter()
             data = build_samples(trajectories, config.layout)
             batch = prepare(state, data, trajectories, groups, codec.pad_id, config, device)
@@ -171,6 +236,8 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
         for env in envs:
             env.close()
         logger.close()
+        if engine is not None:
+            engine.close()
     return history
 
 
@@ -182,9 +249,13 @@ def _env_factory(config: LearnerConfig) -> Callable[[], Any]:
     return lambda: gym.make(config.env_id, split=config.split, **config.env_kwargs)
 
 
-def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerConfig,
-            device: torch.device) -> tuple[list[Trajectory], list[int]]:
-    """Play this iteration's episodes with the current weights; returns trajectories and their task group."""
+def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerConfig, device: torch.device,
+            engine: VLLMRolloutEngine | None = None) -> tuple[list[Trajectory], list[int]]:
+    """Play this iteration's episodes with the current weights; returns trajectories and their task group.
+
+    With ``engine`` the learner's weights are first synced into it (in memory) and vLLM samples;
+    without, the transformers backend samples from ``state.model`` itself.
+    """
     rng = random.Random(config.seed * 1_000_003 + state.iteration)
     tasks = getattr(envs[0].unwrapped, "tasks", None)
     specs = []
@@ -194,7 +265,12 @@ def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerCon
         specs += [EpisodeSpec(seed=seed + k, task_index=index) for k in range(config.group_size)]
     group_of = {spec.seed: position // config.group_size for position, spec in enumerate(specs)}
     sampling = SamplingConfig(config.temperature, 1.0, config.max_new_tokens, config.seed + state.iteration)
-    policy = TransformersPolicy.from_model(state.model.eval(), codec, sampling, HFConfig(max_batch=config.concurrency))
+    if engine is not None:
+        engine.sync_weights(state.model)
+        policy = engine.policy(sampling)
+    else:
+        policy = TransformersPolicy.from_model(state.model.eval(), codec, sampling,
+                                               HFConfig(max_batch=config.concurrency))
     trajectories = rollout(envs, policy, make_strategy(config.context), specs,
                            RolloutConfig(config.max_new_tokens, env_id=config.env_id))
     return trajectories, [group_of[t.seed] for t in trajectories]
@@ -203,7 +279,11 @@ def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerCon
 @torch.no_grad()
 def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], groups: Sequence[int], pad_id: int,
             config: LearnerConfig, device: torch.device) -> dict[str, Any]:
-    """Old log-probs, values, reference log-probs and advantages/returns, one vector per sample."""
+    """Old log-probs, values, reference log-probs and advantages/returns, one vector per sample.
+
+    The old log-probs are recomputed by the learner, never read from the records: a vLLM rollout
+    samples in its own dtype, and the PPO ratio must compare the learner with itself.
+    """
     old_lp, old_values, ref_lp = [], [], []
     for start in range(0, len(data.samples), config.ppo.micro_batch_size):
         batch = to_device(collate(data.samples[start : start + config.ppo.micro_batch_size], pad_id), device)
