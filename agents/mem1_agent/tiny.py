@@ -33,6 +33,8 @@ from mem1_gym import protocol
 TOKENIZER_SUBDIR = "tokenizer"
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
+PRETOKENIZERS = ("bytelevel", "words")
+WORD_PIECES = r"\s|[^\s\p{L}\p{N}]|\p{L}+|\p{N}+"  # one space, one punctuation mark, a word or a number
 PROTOCOL_TAGS = tuple(
     fn(tag)
     for tag in (protocol.THINK, protocol.SEARCH, protocol.ANSWER, protocol.INFORMATION, protocol.SUMMARY, protocol.STATE)
@@ -62,8 +64,20 @@ class TinyConfig:
     """Passages of the synthetic corpus the tokenizer is trained on."""
     seed: int = 0
     """Seed of the weight initialisation."""
+    pretokenizer: str = "bytelevel"
+    """How text is cut before BPE merges: "bytelevel" (GPT-2/Qwen style, a word carries its leading
+    space, so "Grovotrin" after a space and after "[" are different tokens) or "words" (spaces and
+    punctuation are tokens of their own, so a name is the same ids wherever it appears: what a tiny
+    model needs to learn to copy names from questions and passages into queries and answers)."""
+    oracle_episodes: int = 0
+    """Oracle turns (think + search/answer, see :func:`oracle_texts`) added to the tokenizer's
+    training text, so the words of the agent's own state ("confirmed", "pending") are whole tokens."""
 
     def __post_init__(self) -> None:
+        if self.pretokenizer not in PRETOKENIZERS:
+            raise ValueError(f"pretokenizer must be one of {PRETOKENIZERS}, got {self.pretokenizer!r}")
+        if self.oracle_episodes < 0:
+            raise ValueError(f"oracle_episodes must be >= 0, got {self.oracle_episodes}")
         if self.vocab_size < 300:
             raise ValueError(f"vocab_size must be >= 300 (256 bytes + tags + merges), got {self.vocab_size}")
         if self.hidden_size % self.num_heads:
@@ -87,12 +101,38 @@ def training_texts(config: TinyConfig) -> Iterator[str]:
     with open(world.corpus_path, encoding="utf-8") as fh:
         for line in itertools.islice(fh, config.tokenizer_passages):
             yield json.loads(line)["contents"]
+    yield from oracle_texts(config.oracle_episodes)
+
+
+def oracle_texts(episodes: int, n_questions: int = 2) -> Iterator[str]:
+    """The scripted oracle's turns on train-split tasks, played without a retriever.
+
+    Each hop's "search results" are the hop's answer itself, so every search is confirmed; the
+    text is what the oracle writes (state, query, answers), which is all the tokenizer needs.
+    """
+    if episodes <= 0:
+        return
+    from mem1_gym.data.formats import load_qa
+    from mem1_gym.data.synthetic import WorldConfig, ensure_world
+    from mem1_gym.data.tasks import Composition, compose
+    from mem1_gym.oracle import ScriptedOracle, oracle_turns_needed
+
+    items = load_qa(ensure_world(WorldConfig()).qa_paths["train"])
+    oracle = ScriptedOracle()
+    for task in compose(items, Composition(n=n_questions, seed=0, prefix="train"))[:episodes]:
+        oracle.reset(task)
+        observation = ""
+        for turns_left in range(oracle_turns_needed(task), 0, -1):
+            turn = oracle.act(observation, turns_left)
+            yield turn
+            observation = " ".join(hop.answer for item in task.items for hop in item.hops)
 
 
 def train_tokenizer(config: TinyConfig = TinyConfig()) -> Any:
     """A byte-level BPE (``PreTrainedTokenizerFast``) trained on :func:`training_texts`."""
     from tokenizers import (
         AddedToken,
+        Regex,
         Tokenizer,
         decoders,
         models,
@@ -102,7 +142,13 @@ def train_tokenizer(config: TinyConfig = TinyConfig()) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if config.pretokenizer == "words":
+        bpe.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(WORD_PIECES), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes -> printable symbols
+        ])
+    else:
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size - len(PROTOCOL_TAGS),
@@ -175,7 +221,10 @@ def counting_tokenizer(config: TinyConfig = TinyConfig()) -> Any:
     """The locally trained tokenizer, cached on disk: counts tokens for text policies (oracle, servers)."""
     from mem1_gym.data.cache import cache_dir
 
-    folder = cache_dir() / f"mem1-agent-tokenizer-v{config.vocab_size}-p{config.tokenizer_passages}"
+    name = f"mem1-agent-tokenizer-v{config.vocab_size}-p{config.tokenizer_passages}"
+    if (config.pretokenizer, config.oracle_episodes) != ("bytelevel", 0):
+        name += f"-{config.pretokenizer}-o{config.oracle_episodes}"
+    folder = cache_dir() / name
     if not (folder / "tokenizer.json").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -106,8 +107,10 @@ def _step(model: torch.nn.Module, mini: list[dict], config: SFTConfig, pad_id: i
 
 
 def oracle_trajectories(env_id: str, tokenizer_dir: str, episodes: int, split: str = "train", seed: int = 0,
-                        context: str = "mem1", concurrency: int = 8) -> list[Trajectory]:
-    """Oracle play of ``episodes`` distinct tasks of ``split``, encoded with the model's tokenizer."""
+                        context: str = "mem1", concurrency: int = 8,
+                        env_kwargs: dict[str, Any] | None = None) -> list[Trajectory]:
+    """Oracle play of ``episodes`` distinct tasks of ``split`` (``env_kwargs`` go to ``gym.make``),
+    encoded with the model's tokenizer."""
     import gymnasium as gym
 
     import mem1_gym  # noqa: F401  (registers the env ids)
@@ -116,7 +119,7 @@ def oracle_trajectories(env_id: str, tokenizer_dir: str, episodes: int, split: s
     from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 
     policy = make_policy("oracle", tokenizer=tokenizer_dir)
-    envs = [gym.make(env_id, split=split) for _ in range(concurrency)]
+    envs = [gym.make(env_id, split=split, **(env_kwargs or {})) for _ in range(concurrency)]
     n_tasks = len(envs[0].unwrapped.tasks)
     if episodes > n_tasks:
         raise ValueError(f"--episodes {episodes} exceeds the {n_tasks} tasks of the {split} split; lower it")
