@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--episodes", type=int, default=200, help="oracle trajectories from the train split")
     bc.add_argument("--epochs", type=int, default=2)
     bc.add_argument("--lr", type=float, default=1e-3)
-    bc.add_argument("--layout", default="stitched", choices=("stitched", "per-turn"))
+    bc.add_argument("--layout", default="prefix-cache", choices=("prefix-cache", "stitched", "per-turn"))
     bc.add_argument("--micro-batch-size", type=int, default=4)
     bc.add_argument("--mini-batch-size", type=int, default=8)
     bc.add_argument("--device", default="auto")
@@ -78,10 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, required=True, help="checkpoint folder; rerun with it to resume")
     tr.add_argument("--algo", default="ppo", choices=("ppo", "grpo", "rloo"))
     tr.add_argument("--iterations", type=int, default=10)
+    tr.add_argument("--max-minutes", type=float, default=None,
+                    help="stop (and checkpoint) after the iteration that crosses this wall-clock budget")
     tr.add_argument("--tasks-per-iteration", type=int, default=8)
     tr.add_argument("--group-size", type=int, default=None, help="rollouts per task (default 1 for ppo, 4 otherwise)")
     tr.add_argument("--context", default="mem1", help="mem1, full, truncate:K")
-    tr.add_argument("--layout", default="stitched", choices=("stitched", "per-turn"))
+    tr.add_argument("--layout", default="prefix-cache", choices=("prefix-cache", "stitched", "per-turn"))
     tr.add_argument("--max-new-tokens", type=int, default=64)
     tr.add_argument("--lr", type=float, default=1e-5)
     tr.add_argument("--warmup-steps", type=int, default=0)
@@ -145,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     ent_coef=args.ent_coef, epochs=args.epochs, micro_batch_size=args.micro_batch_size,
                     mini_batch_size=args.mini_batch_size)
     group_size = args.group_size or (1 if args.algo == "ppo" else 4)
-    config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations,
+    config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations, max_minutes=args.max_minutes,
                            tasks_per_iteration=args.tasks_per_iteration, group_size=group_size,
                            concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
                            seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project,

@@ -76,6 +76,17 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path, word_codec, word_bandi
     assert json.loads((out / "trainer_state.json").read_text())["iteration"] == 2
 
 
+def test_time_cap_stops_after_the_crossing_iteration_and_checkpoints(tmp_path: Path, word_codec, word_bandit,
+                                                                     word_model):
+    out = tmp_path / "capped"
+    config = bandit_config("ppo", iterations=50, out=out, max_minutes=1e-6)  # spent by the first iteration
+    history = train(word_model(word_codec), word_codec, config, make_env=word_bandit)
+    assert len(history) == 1
+    assert json.loads((out / "trainer_state.json").read_text())["iteration"] == 1
+    with pytest.raises(ValueError, match="max_minutes"):
+        bandit_config("ppo", max_minutes=0)
+
+
 def test_config_checks_say_what_to_change():
     with pytest.raises(ValueError, match="group_size >= 2"):
         LearnerConfig(group_size=1, ppo=PPOConfig(algo="grpo"))

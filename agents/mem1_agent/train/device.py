@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from mem1_agent.train.layouts import Batch
+from mem1_agent.train.layouts import Batch, PrefixCacheBatch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -31,5 +31,5 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return Batch(*(t.to(device, non_blocking=True) for t in batch))
+def to_device(batch: Batch | PrefixCacheBatch, device: torch.device) -> Batch | PrefixCacheBatch:
+    return type(batch)(*(t.to(device, non_blocking=True) for t in batch))

@@ -105,8 +105,10 @@ class LearnerConfig:
     """Sampling temperature of the rollouts (the recomputed log-probs assume 1)."""
     max_new_tokens: int = 64
     """Most tokens per turn."""
-    layout: str = "stitched"
-    """Training samples: "stitched" (one per trajectory) or "per-turn" (one per turn)."""
+    layout: str = "prefix-cache"
+    """Training samples (all exact, :mod:`mem1_agent.train.layouts`): "prefix-cache" (the task prompt
+    computed once per trajectory, attention linear in turns: fastest), "stitched" (one masked sequence
+    per trajectory) or "per-turn" (one sample per turn)."""
     seed: int = 0
     """Seed of task draws and sampling."""
     device: str = "auto"
@@ -123,6 +125,8 @@ class LearnerConfig:
     """Extra ``gym.make`` kwargs."""
     rollout_backend: str = "auto"
     """"transformers", "vllm" (CUDA, weights synced every iteration) or "auto" (vllm on CUDA when installed)."""
+    max_minutes: float | None = None
+    """Wall-clock cap: stop (and checkpoint) after the iteration that crosses it; None: no cap."""
     vllm_gpu_memory_utilization: float = 0.3
     """Share of the GPU the vLLM engine may take; the learner's weights and optimizer share the rest."""
     vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +147,8 @@ class LearnerConfig:
         make_strategy(self.context)
         if self.rollout_backend not in ROLLOUT_BACKENDS:
             raise ValueError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0 (or None for no cap), got {self.max_minutes}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
         if self.rollout_backend == "vllm":
@@ -213,7 +219,7 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
     make_env = make_env or _env_factory(config)
     envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
     logger = Logger(config.out, config.tensorboard, config.wandb_project, config)
-    history = []
+    history, run_started = [], time.perf_counter()
     try:
         while state.iteration < config.iterations:
             started = time.perf_counter()
@@ -229,9 +235,14 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
             stats["explained_variance"] = batch["explained_variance"]
             logger.log(stats, state.iteration)
             history.append(stats)
-            if config.out is not None and (state.iteration == config.iterations or
+            out_of_time = config.max_minutes is not None and done - run_started > 60 * config.max_minutes
+            if config.out is not None and (state.iteration == config.iterations or out_of_time or
                                            (config.save_every and state.iteration % config.save_every == 0)):
                 checkpoint.save(state, codec.tokenizer, config.out, config)
+            if out_of_time:
+                print(f"stopping after iteration {state.iteration}: the {config.max_minutes}-minute cap is spent",
+                      flush=True)
+                break
     finally:
         for env in envs:
             env.close()

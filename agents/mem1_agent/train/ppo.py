@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from mem1_agent.train.layouts import Batch
+from mem1_agent.train.layouts import Batch, PrefixCacheBatch, read_outputs
 
 
 @dataclass(frozen=True)
@@ -92,20 +92,13 @@ class Forward(NamedTuple):
     values: torch.Tensor | None  # (B, S) value of the state before each sampled token
 
 
-def forward(model: torch.nn.Module, batch: Batch, value_head: ValueHead | None = None) -> Forward:
-    """One forward pass over a batch of either layout."""
-    mask = batch.attention_mask.to(next(model.parameters()).dtype)
-    out = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                output_hidden_states=value_head is not None)
-    index = batch.logit_index  # (B, S): slot whose output predicts the target at this slot
-    logits = torch.gather(out.logits, 1, index[..., None].expand(-1, -1, out.logits.shape[-1])).float()  # (B, S, V)
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logprobs = torch.gather(logp_all, 2, batch.target_ids[..., None])[..., 0] * batch.loss_mask
-    entropy = -(logp_all.exp() * logp_all).sum(-1) * batch.loss_mask
-    values = None
-    if value_head is not None:
-        hidden = torch.gather(out.hidden_states[-1], 1, index[..., None].expand(-1, -1, out.hidden_states[-1].shape[-1]))
-        values = value_head(hidden) * batch.loss_mask
+def forward(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, value_head: ValueHead | None = None) -> Forward:
+    """One forward pass over a batch of any layout; every output is (B, S) aligned with ``batch.loss_mask``."""
+    reads = read_outputs(model, batch, hidden=value_head is not None)
+    logp_all = torch.log_softmax(reads.logits.float(), dim=-1)  # (B, K, V): sampled tokens only
+    logprobs = reads.place(torch.gather(logp_all, 2, reads.target_ids[..., None])[..., 0], batch.loss_mask)
+    entropy = reads.place(-(logp_all.exp() * logp_all).sum(-1), batch.loss_mask)
+    values = reads.place(value_head(reads.hidden), batch.loss_mask) if value_head is not None else None
     return Forward(logprobs, entropy, values)
 
 

@@ -2,8 +2,8 @@
 
 The learner needs two views of the same sampled tokens:
 
-* the **model view**: samples of layout (a) or (b) (:mod:`mem1_agent.train.layouts`), padded into
-  micro-batches; a sampled token sits at some (row, slot);
+* the **model view**: samples of layout (a), (b) or (c) (:mod:`mem1_agent.train.layouts`), padded
+  into micro-batches; a sampled token sits at some (row, slot);
 * the **trajectory view**: every sampled token of a trajectory in the order it was generated
   (turn by turn), which is the time axis of GAE.
 
@@ -20,9 +20,14 @@ from typing import NamedTuple
 import torch
 
 from mem1_agent.records import Trajectory
-from mem1_agent.train.layouts import TurnTokens, per_turn_samples, stitched_sample
+from mem1_agent.train.layouts import (
+    TurnTokens,
+    per_turn_samples,
+    prefix_cache_sample,
+    stitched_sample,
+)
 
-LAYOUTS = ("per-turn", "stitched")
+LAYOUTS = ("per-turn", "stitched", "prefix-cache")
 
 
 def turn_tokens(trajectory: Trajectory) -> list[TurnTokens]:
@@ -61,7 +66,7 @@ class Samples(NamedTuple):
     """Training samples of a list of trajectories and the address of every sampled token."""
 
     samples: list[dict]
-    """Layout (a) or (b) samples, ready for :func:`mem1_agent.train.layouts.collate`."""
+    """Layout (a), (b) or (c) samples, ready for :func:`mem1_agent.train.layouts.collate`."""
     owners: list[list[tuple[int, int]]]
     """Per sample, (trajectory index, token index within the trajectory) of its targets in slot order."""
     lengths: list[int]
@@ -69,7 +74,10 @@ class Samples(NamedTuple):
 
 
 def build_samples(trajectories: Sequence[Trajectory], layout: str) -> Samples:
-    """Samples of ``layout`` ("per-turn" or "stitched"); trajectories with no sampled token are kept with length 0."""
+    """Samples of ``layout`` (one of :data:`LAYOUTS`); trajectories with no sampled token are kept with length 0.
+
+    "per-turn" gives one sample per turn, "stitched" and "prefix-cache" one per trajectory.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     samples, owners, lengths = [], [], []
@@ -78,7 +86,10 @@ def build_samples(trajectories: Sequence[Trajectory], layout: str) -> Samples:
         lengths.append(sum(len(t.generated) for t in turns))
         if not turns:
             continue
-        made = per_turn_samples(turns) if layout == "per-turn" else [stitched_sample(turns)]
+        if layout == "per-turn":
+            made = per_turn_samples(turns)
+        else:
+            made = [(stitched_sample if layout == "stitched" else prefix_cache_sample)(turns)]
         offset = 0
         for sample in made:
             n = len(sample["targets"])

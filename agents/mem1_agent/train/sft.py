@@ -42,8 +42,8 @@ class SFTConfig:
     """Samples per forward/backward."""
     mini_batch_size: int = 8
     """Samples per optimizer step (gradients accumulate over micro-batches)."""
-    layout: str = "stitched"
-    """"stitched" (one sample per trajectory) or "per-turn" (one sample per turn)."""
+    layout: str = "prefix-cache"
+    """"prefix-cache", "stitched" or "per-turn" (see :class:`mem1_agent.train.learner.LearnerConfig`)."""
     seed: int = 0
     """Seed of the sample order."""
     device: str = "auto"
