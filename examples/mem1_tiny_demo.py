@@ -5,10 +5,12 @@
 
 Steps, top to bottom:
 
-1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text;
-2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split) with the exact
-   stitched layout;
-3. PPO (value head, token-level GAE) on the same env with the current weights sampling each iteration;
+1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text (the
+   "words" pre-tokenizer, so a name has one spelling in ids everywhere);
+2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
+   search) with the exact prefix-cache layout, epochs until a time cap;
+3. PPO (value head, token-level GAE; ``--algo rloo|grpo`` for group baselines) on the same env with
+   the F1 reward and the current weights sampling each iteration, until a time cap;
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+PPO at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
@@ -25,51 +27,79 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+ENV = "MEM1-MultiHopQA-2"
+ENV_KWARGS = {"k": 1}
+"""One passage per search: a third of the reading per turn, so the CPU budget goes three times as far."""
+
+
 @dataclass(frozen=True)
 class DemoBudget:
-    """How much work each stage does."""
+    """How much work each stage does (minute caps keep the demo inside its time budget on a slow machine)."""
 
     sft_episodes: int
-    """Oracle trajectories to clone."""
+    """Oracle trajectories (distinct train tasks) to clone."""
     sft_epochs: int
-    """Passes over them."""
+    """Most passes over them."""
+    sft_minutes: float
+    """SFT stops after the epoch that crosses this."""
     ppo_iterations: int
-    """PPO collect/update iterations."""
+    """Most PPO collect/update iterations."""
+    ppo_minutes: float
+    """PPO stops after the iteration that crosses this."""
     ppo_tasks: int
     """Tasks per PPO iteration."""
-    eval_episodes: int
-    """Validation tasks per (N, context) cell."""
+    compare_episodes: int
+    """Validation tasks of the untrained / SFT / SFT+PPO comparison at N = 2."""
+    sweep_episodes: int
+    """Validation tasks per (N, context) cell of the final sweep."""
     horizons: tuple[int, ...]
     """N of the final sweep."""
     max_new_tokens: int
-    """Most tokens per turn (the oracle's turns are ~20-40 tokens)."""
+    """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(sft_episodes=160, sft_epochs=3, ppo_iterations=6, ppo_tasks=8, eval_episodes=8,
-                  horizons=(1, 2, 4, 8, 16), max_new_tokens=48)
-QUICK = DemoBudget(sft_episodes=6, sft_epochs=1, ppo_iterations=1, ppo_tasks=2, eval_episodes=2,
-                   horizons=(1, 2), max_new_tokens=12)
+FULL = DemoBudget(sft_episodes=1200, sft_epochs=12, sft_minutes=9.0, ppo_iterations=12, ppo_minutes=4.0,
+                  ppo_tasks=16, compare_episodes=48, sweep_episodes=16, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
+QUICK = DemoBudget(sft_episodes=6, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
+                   compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
+TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
+            pretokenizer="words", oracle_episodes=500, tokenizer_passages=20_000)
+"""The "words" pre-tokenizer spells a name with the same ids in questions, passages and the agent's
+own text, which is what lets a 64-wide model learn to copy names into queries and answers."""
 
 
-def evaluate(model_dir: Path, out: Path, budget: DemoBudget, horizons: tuple[int, ...], contexts: tuple[str, ...]):
+def turn_budget(budget: DemoBudget, n: int) -> int:
+    """Most tokens per turn at N questions: the mem1 state lists every answer found so far."""
+    return budget.max_new_tokens if n <= 2 else min(budget.max_new_tokens + 24 * (n - 2), 448)
+
+
+def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, horizons: tuple[int, ...],
+             contexts: tuple[str, ...]) -> tuple[Any, Any, list[Any]]:
+    """Greedy evaluation on the validation split; one run per N, each with its own turn budget."""
     from mem1_agent.eval import EvalConfig, run_eval
     from mem1_agent.policies import SamplingConfig, make_policy
 
-    config = EvalConfig(env_id="MEM1-MultiHopQA-2", contexts=contexts, episodes=budget.eval_episodes,
-                        horizons=horizons, split="validation", concurrency=8, out=out,
-                        max_new_tokens=budget.max_new_tokens)
-    policy = make_policy(f"hf:{model_dir}", SamplingConfig(temperature=0.0, max_new_tokens=budget.max_new_tokens),
-                         device="cpu", max_batch=8)
-    return config, policy, run_eval(config, policy, progress=False)
+    cells, config, policy = [], None, None
+    for n in horizons:
+        tokens = turn_budget(budget, n)
+        config = EvalConfig(env_id=ENV, contexts=contexts, episodes=episodes, horizons=(n,), split="validation",
+                            concurrency=8, out=out, max_new_tokens=tokens, env_kwargs=ENV_KWARGS)
+        policy = make_policy(f"hf:{model_dir}", SamplingConfig(temperature=0.0, max_new_tokens=tokens),
+                             device="cpu", max_batch=8)
+        cells += run_eval(config, policy, progress=False)
+    return config, policy, cells
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
+    parser.add_argument("--algo", choices=("ppo", "rloo", "grpo"), default="ppo",
+                        help="ppo: value head + GAE; rloo/grpo: group baselines over 4 rollouts per task")
     parser.add_argument("--out", type=Path, default=Path("runs/mem1-tiny-demo"))
     args = parser.parse_args()
     budget = QUICK if args.quick else FULL
@@ -77,7 +107,7 @@ def main() -> None:
     import torch
     from mem1_agent.policies.base import TokenCodec
     from mem1_agent.report import markdown_table, summaries_of, write_reports
-    from mem1_agent.tiny import TOKENIZER_SUBDIR, load_tokenizer, make_tiny
+    from mem1_agent.tiny import TOKENIZER_SUBDIR, TinyConfig, load_tokenizer, make_tiny
     from mem1_agent.train.learner import LearnerConfig, train
     from mem1_agent.train.ppo import PPOConfig
     from mem1_agent.train.sft import SFTConfig, oracle_trajectories, sft
@@ -88,45 +118,55 @@ def main() -> None:
     stamp = lambda: f"[{time.perf_counter() - started:6.0f}s]"
 
     # Evaluation folders resume finished episodes; a new demo run must not reuse the last run's.
-    for old in args.out.glob("eval-*"):
-        shutil.rmtree(old)
+    for old in (*args.out.glob("eval-*"), args.out / "ppo"):
+        shutil.rmtree(old, ignore_errors=True)
 
     # 1. model + tokenizer trained on the env's text
-    base = make_tiny(args.out / "untrained")
+    base = make_tiny(args.out / "untrained", TinyConfig(**TINY))
     codec = TokenCodec(load_tokenizer(base), name="tiny")
-    print(f"{stamp()} tiny model in {base}")
-
-    # 2. behaviour cloning on oracle trajectories (train split)
-    demos = oracle_trajectories("MEM1-MultiHopQA-2", str(base), budget.sft_episodes, split="train")
     model = AutoModelForCausalLM.from_pretrained(base)
-    sft_config = SFTConfig(epochs=budget.sft_epochs, lr=2e-3, warmup_steps=5, micro_batch_size=4,
-                           mini_batch_size=8, device="cpu")
-    losses = sft(model, demos, sft_config, codec.pad_id)
+    print(f"{stamp()} tiny Qwen2 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) in {base}")
+
+    # 2. behaviour cloning on oracle trajectories (train split), epoch by epoch within the time cap
+    demos = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)
+    sft_started, losses = time.perf_counter(), []
+    for epoch in range(budget.sft_epochs):
+        config = SFTConfig(epochs=1, lr=3e-3, warmup_steps=10 if epoch == 0 else 0, micro_batch_size=4,
+                           mini_batch_size=8, device="cpu", seed=epoch)
+        losses += sft(model, demos, config, codec.pad_id)
+        print(f"{stamp()} SFT epoch {epoch + 1}: NLL/token {losses[-1]:.3f}")
+        if time.perf_counter() - sft_started > 60 * budget.sft_minutes:
+            break
     sft_dir = args.out / "sft"
     model.save_pretrained(sft_dir)
     codec.tokenizer.save_pretrained(str(sft_dir / TOKENIZER_SUBDIR))
-    print(f"{stamp()} SFT on {len(demos)} oracle trajectories: NLL/token {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(f"{stamp()} SFT on {len(demos)} oracle trajectories, {epoch + 1} epochs: "
+          f"NLL/token {losses[0]:.3f} -> {losses[-1]:.3f}")
 
-    # 3. PPO with the current weights sampling every iteration
-    ppo = PPOConfig(algo="ppo", lr=2e-4, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
-                    micro_batch_size=4, mini_batch_size=8)
-    learner = LearnerConfig(env_id="MEM1-MultiHopQA-2", iterations=budget.ppo_iterations,
-                            tasks_per_iteration=budget.ppo_tasks, concurrency=8,
-                            max_new_tokens=budget.max_new_tokens, device="cpu", out=args.out / "ppo", ppo=ppo)
-    train(model, codec, learner, resume=False)
-    print(f"{stamp()} PPO: {budget.ppo_iterations} iterations")
+    # 3. PPO (F1 reward: partial credit gives a tiny model a gradient before its first exact answer)
+    group = 1 if args.algo == "ppo" else 4
+    ppo = PPOConfig(algo=args.algo, lr=3e-4, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
+                    micro_batch_size=4, mini_batch_size=16)
+    learner = LearnerConfig(env_id=ENV, iterations=budget.ppo_iterations, max_minutes=budget.ppo_minutes,
+                            tasks_per_iteration=budget.ppo_tasks // group, group_size=group, concurrency=8,
+                            max_new_tokens=budget.max_new_tokens, device="cpu", out=args.out / "ppo",
+                            env_kwargs={**ENV_KWARGS, "reward": "f1"}, ppo=ppo, tensorboard=False)
+    iteration = len(train(model, codec, learner, resume=False))
+    print(f"{stamp()} {args.algo.upper()}: {iteration} iterations")
 
     # 4. evaluation: untrained vs SFT vs SFT+PPO at N=2, then the sweep of the final model
     rows = []
-    for name, folder in (("untrained", base), ("sft", sft_dir), ("sft+ppo", args.out / "ppo")):
-        _, _, cells = evaluate(folder, args.out / f"eval-{name}", budget, (2,), ("mem1",))
-        summary = summaries_of(cells)[0]
-        rows.append(f"| {name} | {summary.em_sum:.3f} | {summary.f1_sum:.3f} | {summary.valid_action_rate:.1%} |")
-    print(f"{stamp()} MEM1-MultiHopQA-2, validation, mem1 context, greedy, {budget.eval_episodes} tasks\n")
-    print("| model | EM (sum) | F1 (sum) | valid actions |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    for name, folder in (("untrained", base), ("sft", sft_dir), (f"sft+{args.algo}", args.out / "ppo")):
+        _, _, cells = evaluate(folder, args.out / f"eval-{name}", budget.compare_episodes, budget, (2,), ("mem1",))
+        s = summaries_of(cells)[0]
+        rows.append(f"| {name} | {s.em_sum:.3f} | {s.em_per_objective[0]:.3f} / {s.em_per_objective[1]:.3f} "
+                    f"| {s.f1_sum:.3f} | {s.valid_action_rate:.1%} |")
+    print(f"{stamp()} {ENV}, validation, mem1 context, greedy, {budget.compare_episodes} tasks\n")
+    print("| model | EM (sum of 2) | EM Q1 / Q2 | F1 (sum) | valid actions |\n|---|---|---|---|---|\n"
+          + "\n".join(rows) + "\n")
 
-    config, policy, cells = evaluate(args.out / "ppo", args.out / "eval-sweep", budget, budget.horizons,
-                                     ("mem1", "full"))
+    config, policy, cells = evaluate(args.out / "ppo", args.out / "eval-sweep", budget.sweep_episodes, budget,
+                                     budget.horizons, ("mem1", "full"))
     paths = write_reports(cells, config, policy.name, policy.codec.name)
     print(markdown_table(summaries_of(cells)))
     print(f"\n{stamp()} report {paths['markdown']}, plot {paths['plot']}")

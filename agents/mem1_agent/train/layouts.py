@@ -131,13 +131,19 @@ def stitched_attention_mask(prefix_len: int, segment_lens: Sequence[int], total_
 
 def prefix_cache_attention_mask(prefix_lens: torch.Tensor, prefix_width: int, row_len: int,
                                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The masking rule of layout (c). Returns an additive (R, 1, row_len, prefix_width + row_len) mask.
+    """The one place layout (c)'s pass-2 masking rule lives. Returns an additive (R, 1, row_len, prefix_width + row_len) mask.
 
-    Row r's keys are pass 1's (``prefix_width`` of them: a trajectory's prefix, its lead turn,
-    padding) followed by the row itself. A query sees the first ``prefix_lens[r]`` cached keys (its
-    trajectory's prefix, not the lead turn nor padding after it) and the row causally. Padding at the end of a row is never seen by a real token
-    (causality); padding queries see at least themselves, so no softmax row is fully masked.
-    0 where allowed, ``torch.finfo(dtype).min`` where not, never a bool added as a float.
+    Row r's keys are pass 1's cache (``prefix_width`` of them: its trajectory's prefix ``P``, the
+    lead turn ``S_lead``, padding) followed by the row ``S_j`` itself (query row -> key column)::
+
+        query \\ key   P (cached)   S_lead (cached)   pass-1 padding   S_j        S_j padding
+        S_j           all          -                 -                causal     -
+        S_j padding   all          -                 -                causal     causal
+
+    ``P`` is the first ``prefix_lens[r]`` cached keys. Pass 1 itself is plain causal attention
+    over ``P + S_lead``, which is its rollout context. Padding at the end of a row is never seen by
+    a real token (causality); padding queries see at least themselves, so no softmax row is fully
+    masked. 0 where allowed, ``torch.finfo(dtype).min`` where not, never a bool added as a float.
     """
     cached = torch.arange(prefix_width)[None, None, :] < prefix_lens[:, None, None]  # (R, 1, P)
     causal = torch.ones(row_len, row_len, dtype=torch.bool).tril()  # (L, L)
