@@ -28,15 +28,14 @@ import time
 from pathlib import Path
 
 import torch
-from mem1_agent.train.device import autocast, resolve_device, to_device
+from mem1_agent.train.device import resolve_device
 from mem1_agent.train.layouts import (
     TurnTokens,
-    collate,
     per_turn_samples,
     prefix_cache_sample,
     stitched_sample,
 )
-from mem1_agent.train.ppo import forward, masked_mean
+from mem1_agent.train.sft import accumulate_nll
 
 PROMPT, STATE, ACTION, OBSERVATION = 470, 30, 12, 400  # token lengths measured on MEM1-MultiHopQA-2 oracle turns
 LAYOUTS = ("per-turn", "stitched", "prefix-cache")
@@ -88,19 +87,11 @@ def make_model(args: argparse.Namespace, device: torch.device):
 
 
 def step(model, optimizer, samples, device, micro: int) -> float:
-    """One optimisation step over ``samples`` (micro-batches of ``micro``); returns the token-mean loss."""
-    total_targets = sum(len(s["targets"]) for s in samples)
-    loss_sum = 0.0
-    for start in range(0, len(samples), micro):
-        batch = to_device(collate(samples[start : start + micro]), device)
-        with autocast(device):
-            out = forward(model, batch)
-        loss = -masked_mean(out.logprobs, batch.loss_mask) * batch.loss_mask.sum() / total_targets
-        loss.backward()
-        loss_sum += loss.item()
+    """One optimisation step over ``samples`` (micro-batches of ``micro``), exactly SFT's; returns the token-mean loss."""
+    loss = accumulate_nll(model, samples, micro, 0, device)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum
+    return loss
 
 
 def synchronize(device: torch.device) -> None:

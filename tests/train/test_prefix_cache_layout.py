@@ -6,12 +6,8 @@ last observation per turn) and sampled from the tiny model, so the recorded samp
 a second, independent reference.
 """
 
-import gymnasium as gym
 import pytest
 import torch
-from mem1_agent.context import make_strategy
-from mem1_agent.policies import make_policy
-from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 from mem1_agent.train.layouts import (
     PrefixCacheBatch,
     TurnTokens,
@@ -25,6 +21,7 @@ from mem1_agent.train.learner import LearnerConfig
 from mem1_agent.train.ppo import ValueHead, forward, masked_mean
 from mem1_agent.train.samples import build_samples
 from mem1_agent.train.sft import SFTConfig, sft
+from mem1_agent.train.sft import oracle_trajectories as play_oracle
 from test_train_layouts import VOCAB, mem1_trajectory, per_token, tiny_model
 
 import mem1_gym  # noqa: F401  (registers the env ids)
@@ -211,10 +208,7 @@ def test_configs_accept_the_layout():
 
 @pytest.fixture(scope="module")
 def oracle_trajectories(tiny_model_dir):
-    policy = make_policy("oracle", tokenizer=str(tiny_model_dir))
-    envs = [gym.make("MEM1-MultiHopQA-2", split="train") for _ in range(2)]
-    return rollout(envs, policy, make_strategy("mem1"), [EpisodeSpec(seed=i, task_index=i) for i in range(2)],
-                   RolloutConfig(env_id="MEM1-MultiHopQA-2"))
+    return play_oracle("MEM1-MultiHopQA-2", str(tiny_model_dir), episodes=2, concurrency=2)
 
 
 def test_sft_on_oracle_records_matches_per_turn(tiny_model_dir, oracle_trajectories):

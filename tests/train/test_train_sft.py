@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import pytest
-from mem1_agent.context import make_strategy
-from mem1_agent.policies import make_policy
-from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 from mem1_agent.train.samples import build_samples, token_rewards, turn_tokens
 from mem1_agent.train.sft import SFTConfig, sft
+from mem1_agent.train.sft import oracle_trajectories as play_oracle
 
 import mem1_gym  # noqa: F401  (registers the env ids)
 
 
 @pytest.fixture(scope="module")
 def oracle_trajectories(tiny_model_dir):
-    policy = make_policy("oracle", tokenizer=str(tiny_model_dir))
-    envs = [gym.make("MEM1-MultiHopQA-1", split="train") for _ in range(2)]
-    return rollout(envs, policy, make_strategy("mem1"), [EpisodeSpec(seed=i, task_index=i) for i in range(4)],
-                   RolloutConfig(env_id="MEM1-MultiHopQA-1"))
+    return play_oracle("MEM1-MultiHopQA-1", str(tiny_model_dir), episodes=4, concurrency=2)
 
 
 def test_records_convert_to_exact_turn_tokens(oracle_trajectories):

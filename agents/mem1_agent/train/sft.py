@@ -77,7 +77,7 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
         rng.shuffle(order)
         for start in range(0, len(order), config.mini_batch_size):
             mini = [samples[i] for i in order[start : start + config.mini_batch_size]]
-            loss = _step(model, mini, config, pad_id, device)
+            loss = accumulate_nll(model, mini, config.micro_batch_size, pad_id, device)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -89,12 +89,14 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     return losses
 
 
-def _step(model: torch.nn.Module, mini: list[dict], config: SFTConfig, pad_id: int, device: torch.device) -> float:
-    """Accumulate the gradient of the token-mean NLL over a mini-batch; return that NLL."""
+def accumulate_nll(model: torch.nn.Module, mini: Sequence[dict], micro_batch_size: int, pad_id: int,
+                   device: torch.device) -> float:
+    """Accumulate the gradient of the token-mean NLL over ``mini`` (samples of any layout, ``micro_batch_size``
+    per forward/backward); return that NLL. The caller steps the optimizer (SFT and the layout benchmark)."""
     total_tokens = sum(len(s["targets"]) for s in mini)
     total = 0.0
-    for start in range(0, len(mini), config.micro_batch_size):
-        micro = mini[start : start + config.micro_batch_size]
+    for start in range(0, len(mini), micro_batch_size):
+        micro = mini[start : start + micro_batch_size]
         batch = to_device(collate(micro, pad_id), device)
         with autocast(device):
             out = forward(model, batch)

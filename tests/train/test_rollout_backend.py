@@ -14,7 +14,6 @@ import sys
 import types
 from types import SimpleNamespace
 
-import gymnasium as gym
 import pytest
 import torch
 from mem1_agent import cli
@@ -33,8 +32,7 @@ from mem1_agent.train.learner import (
     resolve_rollout_backend,
 )
 from mem1_agent.train.ppo import PPOConfig
-
-WORDS = ("say", "yes", "no", "maybe", "red", "blue", "green", "one", "two")
+from word_toys import WordBandit, make_word_model
 
 
 @pytest.fixture
@@ -47,44 +45,6 @@ def no_vllm(monkeypatch):
 def fake_vllm(monkeypatch):
     """``import vllm`` succeeds (an empty module): only for checks that never start an engine."""
     monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
-
-
-@pytest.fixture(scope="module")
-def words():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(("<pad>", "<eos>", *WORDS))}
-    word = Tokenizer(models.WordLevel(vocab, unk_token="no"))
-    word.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word, pad_token="<pad>", eos_token="<eos>")
-    return TokenCodec(tokenizer, name="words", use_chat_template=False)
-
-
-def word_model(codec: TokenCodec, seed: int = 0) -> torch.nn.Module:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(codec.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         tie_word_embeddings=True, eos_token_id=1, pad_token_id=0, bos_token_id=None)
-    return Qwen2ForCausalLM(config).eval()
-
-
-class SayYes(gym.Env):
-    """One turn; reward = fraction of "yes" among the generated words."""
-
-    observation_space = gym.spaces.Text(64)
-    action_space = gym.spaces.Text(64)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return "say yes", {"task_id": "say-yes", "turns_left": 1}
-
-    def step(self, action: str):
-        said = action.split()
-        reward = said.count("yes") / max(1, len(said))
-        return "", reward, True, False, {"valid_action": True, "em": (float(reward == 1.0),), "f1": (reward,)}
 
 
 # --- (a) config checks -----------------------------------------------------------------------------
@@ -130,10 +90,10 @@ def test_auto_on_cuda_depends_on_vllm(monkeypatch):
     assert resolve_rollout_backend("auto", torch.device("cuda")) == "vllm"
 
 
-def test_auto_on_cpu_builds_no_engine(words):
+def test_auto_on_cpu_builds_no_engine(word_codec):
     config = LearnerConfig(device="cpu")
     assert config.rollout_backend == "auto"
-    assert make_rollout_engine(word_model(words), words, config, torch.device("cpu")) is None
+    assert make_rollout_engine(make_word_model(word_codec), word_codec, config, torch.device("cpu")) is None
 
 
 # --- (c) weight sync against a stand-in engine ------------------------------------------------------
@@ -183,10 +143,10 @@ def test_stand_in_matches_the_path_the_engine_looks_up():
     assert MODEL_PATHS[0] == "llm_engine.model_executor.driver_worker.worker.model_runner.model"
 
 
-def test_sync_weights_sends_every_tensor_then_resets_the_prefix_cache(words):
-    learner_model, engine_copy = word_model(words, seed=0), word_model(words, seed=1)
+def test_sync_weights_sends_every_tensor_then_resets_the_prefix_cache(word_codec):
+    learner_model, engine_copy = make_word_model(word_codec, seed=0), make_word_model(word_codec, seed=1)
     llm = StandInLLM(engine_copy)
-    engine = VLLMRolloutEngine.attach(llm, words, version="stand-in")
+    engine = VLLMRolloutEngine.attach(llm, word_codec, version="stand-in")
 
     assert engine.sync_weights(learner_model) == len(learner_model.state_dict())
     before = {name: tensor.clone() for name, tensor in learner_model.state_dict().items()}
@@ -204,9 +164,9 @@ def test_sync_weights_sends_every_tensor_then_resets_the_prefix_cache(words):
     assert llm.events == ["load", "reset", "load", "reset"]
 
 
-def test_sync_through_collective_rpc_when_the_engine_runs_in_another_process(words):
+def test_sync_through_collective_rpc_when_the_engine_runs_in_another_process(word_codec):
     """A multi-process V1 engine has no ``llm_engine.model_executor``: the load runs in the worker."""
-    module = word_model(words, seed=1)
+    module = make_word_model(word_codec, seed=1)
     events: list[str] = []
     worker = SimpleNamespace(model_runner=SimpleNamespace(model=StandInModel(module, events)))
 
@@ -220,41 +180,41 @@ def test_sync_through_collective_rpc_when_the_engine_runs_in_another_process(wor
             events.append("reset")
             return True
 
-    learner_model = word_model(words, seed=0)
-    VLLMRolloutEngine.attach(MultiProcessLLM(), words).sync_weights(learner_model)
+    learner_model = make_word_model(word_codec, seed=0)
+    VLLMRolloutEngine.attach(MultiProcessLLM(), word_codec).sync_weights(learner_model)
     assert events == ["load", "reset"]
     assert all(t.device.type == "cpu" for t in worker.model_runner.model.received.values())
     assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), learner_model.state_dict().values()))
 
 
-def test_unknown_engine_shape_names_the_vllm_version(words):
+def test_unknown_engine_shape_names_the_vllm_version(word_codec):
     with pytest.raises(RuntimeError, match=r"vLLM 0\.0\.test: no known way to load weights"):
-        VLLMRolloutEngine.attach(SimpleNamespace(llm_engine=SimpleNamespace()), words, version="0.0.test")
+        VLLMRolloutEngine.attach(SimpleNamespace(llm_engine=SimpleNamespace()), word_codec, version="0.0.test")
 
 
-def test_refused_prefix_cache_reset_is_an_error(words):
-    llm = StandInLLM(word_model(words, seed=1))
+def test_refused_prefix_cache_reset_is_an_error(word_codec):
+    llm = StandInLLM(make_word_model(word_codec, seed=1))
     llm.reset_prefix_cache = lambda: False
     with pytest.raises(RuntimeError, match="prefix cache"):
-        VLLMRolloutEngine.attach(llm, words).sync_weights(word_model(words))
+        VLLMRolloutEngine.attach(llm, word_codec).sync_weights(make_word_model(word_codec))
 
 
-def test_vllm_outputs_become_the_same_generation_records(words):
+def test_vllm_outputs_become_the_same_generation_records(word_codec):
     """ids as sampled, one log-prob per id, finish reasons as the transformers backend names them."""
 
     def completion(ids, reason):
         steps = [{tok: SimpleNamespace(logprob=-0.5 - i)} for i, tok in enumerate(ids)]
         return SimpleNamespace(token_ids=ids, logprobs=steps, finish_reason=reason)
 
-    eos = next(iter(words.eos_ids))
+    eos = next(iter(word_codec.eos_ids))
     cases = {FinishReason.LENGTH: completion([2, 3, 4], "length"), FinishReason.EOS: completion([3, eos], "stop"),
              FinishReason.STOP: completion([2, 3], "stop")}
     for finish, out in cases.items():
-        generation = _to_generation(out, words)
+        generation = _to_generation(out, word_codec)
         assert generation.finish is finish and generation.ids_as_sampled
         assert generation.token_ids == tuple(out.token_ids)
         assert generation.logprobs == tuple(-0.5 - i for i in range(len(out.token_ids)))
-    assert _to_generation(completion([2, 3], "stop"), words).text == "say yes"
+    assert _to_generation(completion([2, 3], "stop"), word_codec).text == "say yes"
 
 
 class StandInEngine(VLLMRolloutEngine):
@@ -262,7 +222,7 @@ class StandInEngine(VLLMRolloutEngine):
     policy (vLLM's sampler cannot run here). Records, at every sync, whether the copy equals the learner."""
 
     def __init__(self, learner_model: torch.nn.Module, codec: TokenCodec) -> None:
-        self.copy = word_model(codec, seed=1)
+        self.copy = make_word_model(codec, seed=1)
         self._tmp = None
         self._attach(StandInLLM(self.copy), codec, "stand-in")
         self.synced: list[dict[str, torch.Tensor]] = []
@@ -281,8 +241,8 @@ class StandInEngine(VLLMRolloutEngine):
         self.closed = True
 
 
-def test_train_syncs_the_engine_before_every_collection(words, monkeypatch):
-    model = word_model(words)
+def test_train_syncs_the_engine_before_every_collection(word_codec, monkeypatch):
+    model = make_word_model(word_codec)
     engines: list[StandInEngine] = []
 
     def make_engine(model, codec, config, device):
@@ -293,7 +253,7 @@ def test_train_syncs_the_engine_before_every_collection(words, monkeypatch):
     ppo = PPOConfig(lr=3e-3, warmup_steps=0, mini_batch_size=8, micro_batch_size=4)
     config = LearnerConfig(env_id="say-yes", iterations=2, tasks_per_iteration=8, concurrency=8, max_new_tokens=4,
                            device="cpu", tensorboard=False, ppo=ppo)
-    history = learner.train(model, words, config, make_env=SayYes)
+    history = learner.train(model, word_codec, config, make_env=WordBandit)
 
     [engine] = engines
     assert len(history) == 2 and len(engine.synced) == 2 and engine.closed
