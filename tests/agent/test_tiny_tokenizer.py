@@ -39,6 +39,19 @@ def test_words_pretokenizer_round_trips_and_spells_a_name_one_way(words_tokenize
     assert len(_occurrences(words_tokenizer, TEXT, "Grovotrin")) == 1
 
 
+def test_trailing_space_pretokenizer_round_trips_spells_a_name_one_way_and_has_no_space_token():
+    tokenizer = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500, pretokenizer="trailing-space"))
+    ids = tokenizer(TEXT)["input_ids"]
+    assert tokenizer.decode(ids) == TEXT
+    assert len(_occurrences(tokenizer, TEXT, "Grovotrin")) == 1
+    # the space inside "Grovotrin College" (five times) rides on "Grovotrin": no token is just that space
+    offsets = tokenizer(TEXT, return_offsets_mapping=True)["offset_mapping"]
+    inside = [a for a, b in offsets if TEXT[a:b] == " " and TEXT[a - 9 : a + 2] == "Grovotrin C"]
+    assert TEXT.count("Grovotrin C") == 5 and inside == []
+    words_ids = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500, pretokenizer="words"))(TEXT)
+    assert len(ids) < len(words_ids["input_ids"])
+
+
 def test_bytelevel_pretokenizer_spells_a_name_by_its_left_neighbour():
     tokenizer = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500))
     assert tokenizer.decode(tokenizer(TEXT)["input_ids"]) == TEXT
