@@ -33,9 +33,12 @@ from mem1_gym import protocol
 TOKENIZER_SUBDIR = "tokenizer"
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
-PRETOKENIZERS = ("bytelevel", "words", "trailing-space")
-WORD_PIECES = r"\s|[^\s\p{L}\p{N}]|\p{L}+|\p{N}+"  # one space, one punctuation mark, a word or a number
-TRAILING_SPACE_PIECES = r"\p{L}+ ?|\p{N}+ ?|[^\s\p{L}\p{N}] ?|\s"  # the same, each keeping the one space after it
+PIECES = {
+    "words": r"\s|[^\s\p{L}\p{N}]|\p{L}+|\p{N}+",  # one space, one punctuation mark, a word or a number
+    "trailing-space": r"\p{L}+ ?|\p{N}+ ?|[^\s\p{L}\p{N}] ?|\s",  # the same, each keeping the one space after it
+}
+"""Pre-tokenizers that cut text with a regex before BPE (the pieces, kept, are what merges work within)."""
+PRETOKENIZERS = ("bytelevel", *PIECES)
 PROTOCOL_TAGS = tuple(
     fn(tag)
     for tag in (protocol.THINK, protocol.SEARCH, protocol.ANSWER, protocol.INFORMATION, protocol.SUMMARY, protocol.STATE)
@@ -125,11 +128,9 @@ def oracle_texts(episodes: int, n_questions: int = 2) -> Iterator[str]:
     oracle = ScriptedOracle()
     for task in compose(items, Composition(n=n_questions, seed=0, prefix="train"))[:episodes]:
         oracle.reset(task)
-        observation = ""
-        for turns_left in range(oracle_turns_needed(task), 0, -1):
-            turn = oracle.act(observation, turns_left)
-            yield turn
-            observation = " ".join(hop.answer for item in task.items for hop in item.hops)
+        answers, needed = " ".join(hop.answer for item in task.items for hop in item.hops), oracle_turns_needed(task)
+        for turns_left in range(needed, 0, -1):
+            yield oracle.act("" if turns_left == needed else answers, turns_left)
 
 
 def train_tokenizer(config: TinyConfig = TinyConfig()) -> Any:
@@ -146,10 +147,9 @@ def train_tokenizer(config: TinyConfig = TinyConfig()) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    if config.pretokenizer in ("words", "trailing-space"):
-        pieces = WORD_PIECES if config.pretokenizer == "words" else TRAILING_SPACE_PIECES
+    if config.pretokenizer in PIECES:
         bpe.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(pieces), behavior="isolated"),
+            pre_tokenizers.Split(Regex(PIECES[config.pretokenizer]), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),  # bytes -> printable symbols
         ])
     else:
