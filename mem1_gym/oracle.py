@@ -38,6 +38,8 @@ from mem1_gym.data.tasks import Hop, QAItem, Task
 from mem1_gym.protocol import ANSWER_SEPARATOR, ActionType, format_turn, join_answers, normalize_answer
 
 UNKNOWN = "unknown"
+DOUBT_MARKS = ("(unconfirmed)", "(not in results)")
+"""What the oracle's state says of an answer its searches did not show (it keeps the answer anyway)."""
 
 
 def _plan(item: QAItem) -> tuple[Hop, ...]:
@@ -131,11 +133,11 @@ class ScriptedOracle:
             parts.extend(_pending_range(pending))
             pending = []
             if not in_flight and self._resolved(question):
-                doubt = "" if all(f.confirmed for f in found) else " (unconfirmed)"
+                doubt = "" if all(f.confirmed for f in found) else f" {DOUBT_MARKS[0]}"
                 parts.append(f"Q{question + 1}: {answers[question]}{doubt}.")
                 continue
             done = found[:-1] if in_flight else found  # the hop searched now has no result yet
-            facts = [f"[{f.hop.query}] = {f.hop.answer} ({_status(f.confirmed)})" for f in done]
+            facts = [f"[{f.hop.query}] = {f.hop.answer} {_status(f.confirmed)}" for f in done]
             if in_flight:
                 facts.append(f"[{searching[1].query}] next")
             else:
@@ -161,4 +163,4 @@ def _answer_text(item: QAItem) -> str:
 
 
 def _status(confirmed: bool | None) -> str:
-    return "confirmed" if confirmed else "not in results"
+    return "(confirmed)" if confirmed else DOUBT_MARKS[1]

@@ -35,3 +35,42 @@ def test_sft_loss_decreases(tiny_model_dir, oracle_trajectories):
     losses = sft(model, oracle_trajectories, config)
     assert len(losses) == 6
     assert losses[-1] < losses[0] - 0.5, losses
+
+
+def test_grounded_keeps_exactly_the_trajectories_whose_answers_were_read(tiny_model_dir):
+    """With one passage per search the oracle sometimes answers from privileged knowledge; those go."""
+    from mem1_agent.train.sft import grounded
+
+    from mem1_gym.protocol import normalize_answer
+
+    trajectories = play_oracle("MEM1-MultiHopQA-2", str(tiny_model_dir), episodes=24, concurrency=4,
+                               env_kwargs={"k": 1})
+    kept = [t for t in trajectories if grounded(t)]
+    assert 0 < len(kept) < len(trajectories)  # both kinds occur at k=1
+    for trajectory in trajectories:
+        # the oracle searches the hops in order, one per turn: turn j's observation answers hop j
+        hops = [hop for item in _task_items(trajectory) for hop in item.hops]
+        shown = [f" {normalize_answer(turn.observation.text)} " for turn in trajectory.turns]
+        all_read = all(f" {normalize_answer(hop.answer)} " in seen for hop, seen in zip(hops, shown, strict=False))
+        assert len(shown) > len(hops)  # every hop searched, then the answer turn
+        assert grounded(trajectory) == all_read, trajectory.task_id
+
+
+def _task_items(trajectory):
+    import gymnasium as gym
+
+    env = gym.make(trajectory.env_id, split="train", k=1)
+    try:
+        return env.unwrapped.tasks[trajectory.task_index].items
+    finally:
+        env.close()
+
+
+def test_sft_stops_at_max_minutes(tiny_model_dir, oracle_trajectories):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = SFTConfig(epochs=50, micro_batch_size=2, mini_batch_size=2, device="cpu", max_minutes=1e-9)
+    assert len(sft(model, oracle_trajectories, config)) == 1  # the step that crossed the deadline, no more
+    with pytest.raises(ValueError, match="max_minutes"):
+        SFTConfig(max_minutes=0)

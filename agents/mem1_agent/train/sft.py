@@ -11,6 +11,7 @@ randomly initialised model never samples a well-formed ``<search>`` and gets no 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ class SFTConfig:
     """Seed of the sample order."""
     device: str = "auto"
     """"auto", "cpu" or "cuda"."""
+    max_minutes: float | None = None
+    """Stop after the optimizer step that crosses this wall time (None: run every epoch)."""
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -57,6 +60,8 @@ class SFTConfig:
                              f"micro_batch_size ({self.micro_batch_size})")
         if self.epochs < 1 or self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError("need epochs >= 1, lr > 0 and warmup_steps >= 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
 
 
 def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTConfig, pad_id: int = 0,
@@ -71,7 +76,8 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
     rng = random.Random(config.seed)
-    losses = []
+    losses: list[float] = []
+    deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
     for epoch in range(config.epochs):
         order = list(range(len(samples)))
         rng.shuffle(order)
@@ -85,6 +91,9 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
             losses.append(loss)
             if log is not None:
                 log({"epoch": epoch, "step": len(losses), "nll": loss, "lr": scheduler.get_last_lr()[0]})
+            if deadline is not None and time.perf_counter() > deadline:
+                model.eval()
+                return losses
     model.eval()
     return losses
 
@@ -106,6 +115,19 @@ def accumulate_nll(model: torch.nn.Module, mini: Sequence[dict], micro_batch_siz
         (nll * weight).backward()
         total += nll.item() * weight
     return total
+
+
+def grounded(trajectory: Trajectory) -> bool:
+    """True when the oracle never wrote an answer its searches did not show.
+
+    The oracle is privileged: when a search misses (one passage per search often does), it keeps
+    the hop's answer anyway and marks it in its state. Cloning such a turn teaches a model to
+    produce a name that is nowhere in its context, i.e. to memorise; keeping only grounded
+    trajectories makes every imitated name one the model could have read.
+    """
+    from mem1_gym.oracle import DOUBT_MARKS
+
+    return not any(mark in turn.state.text for turn in trajectory.turns for mark in DOUBT_MARKS)
 
 
 def oracle_trajectories(env_id: str, tokenizer_dir: str, episodes: int, split: str = "train", seed: int = 0,
