@@ -108,9 +108,11 @@ def test_minilm_encoder_gives_384_dims():
 def test_maskable_ppo_learns_a_few_steps_through_the_wrappers():
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
 
     venv = make_vec_env(make_sb3_env, n_envs=2, seed=0, env_kwargs={"env_id": "MEM1-WebShop-Text", "max_turns": 5})
     model = MaskablePPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-<date> folder
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(64)
     assert any(not np.allclose(a, b.detach()) for a, b in zip(before, model.policy.parameters()))
