@@ -6,9 +6,12 @@
 Steps, top to bottom:
 
 1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text (the
-   "trailing-space" pre-tokenizer, so a name has one spelling in ids everywhere);
+   "trailing-space" pre-tokenizer, so a name has one spelling in ids everywhere), then a few minutes
+   of next-token pretraining on the env's corpus (a model from scratch has never read anything;
+   a real run starts from a pretrained LLM instead);
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
-   search) with the exact prefix-cache layout, epochs until a time cap;
+   search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
+   with the exact prefix-cache layout: many distinct tasks seen about once, until a time cap;
 3. PPO (value head, token-level GAE; ``--algo rloo|grpo`` for group baselines) on the same env with
    the F1 reward and the current weights sampling each iteration, until a time cap;
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+PPO at N = 2, then the final
@@ -41,12 +44,16 @@ ENV_KWARGS = {"k": 1}
 class DemoBudget:
     """How much work each stage does (minute caps keep the demo inside its time budget on a slow machine)."""
 
+    pretrain_passages: int | None
+    """Corpus passages to pretrain on (None: all 20k, 2.4M tokens)."""
+    pretrain_minutes: float
+    """Next-token pretraining on the corpus stops after the step that crosses this."""
     sft_episodes: int
-    """Oracle trajectories (distinct train tasks) to clone."""
+    """Oracle trajectories (distinct train tasks) played; the grounded ones are cloned."""
     sft_epochs: int
     """Most passes over them."""
     sft_minutes: float
-    """SFT stops after the epoch that crosses this."""
+    """SFT stops after the step that crosses this."""
     ppo_iterations: int
     """Most PPO collect/update iterations."""
     ppo_minutes: float
@@ -63,9 +70,9 @@ class DemoBudget:
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(sft_episodes=1200, sft_epochs=12, sft_minutes=9.0, ppo_iterations=12, ppo_minutes=4.0,
+FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.5, sft_episodes=5000, sft_epochs=4, sft_minutes=7.0, ppo_iterations=12, ppo_minutes=4.0,
                   ppo_tasks=16, compare_episodes=48, sweep_episodes=16, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
-QUICK = DemoBudget(sft_episodes=6, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
+QUICK = DemoBudget(pretrain_passages=300, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
             pretokenizer="trailing-space", oracle_episodes=500, tokenizer_passages=20_000)
@@ -112,7 +119,8 @@ def main() -> None:
     from mem1_agent.tiny import TOKENIZER_SUBDIR, TinyConfig, load_tokenizer, make_tiny
     from mem1_agent.train.learner import LearnerConfig, train
     from mem1_agent.train.ppo import PPOConfig
-    from mem1_agent.train.sft import SFTConfig, oracle_trajectories, sft
+    from mem1_agent.train.pretrain import PretrainConfig, corpus_texts, pack, pretrain
+    from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(2)
@@ -129,21 +137,24 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(base)
     print(f"{stamp()} tiny Qwen2 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) in {base}")
 
-    # 2. behaviour cloning on oracle trajectories (train split), epoch by epoch within the time cap
-    demos = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)
-    sft_started, losses = time.perf_counter(), []
-    for epoch in range(budget.sft_epochs):
-        config = SFTConfig(epochs=1, lr=3e-3, warmup_steps=10 if epoch == 0 else 0, micro_batch_size=4,
-                           mini_batch_size=8, device="cpu", seed=epoch)
-        losses += sft(model, demos, config, codec.pad_id)
-        print(f"{stamp()} SFT epoch {epoch + 1}: NLL/token {losses[-1]:.3f}")
-        if time.perf_counter() - sft_started > 60 * budget.sft_minutes:
-            break
+    stream = pack(corpus_texts(budget.pretrain_passages), codec.tokenizer)
+    losses = pretrain(model, stream, PretrainConfig(seq_len=256, batch_size=16, lr=3e-3, max_steps=100_000,
+                                                    max_minutes=budget.pretrain_minutes, device="cpu"))
+    print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens), {len(losses)} steps: "
+          f"NLL/token {losses[0]:.3f} -> {sum(losses[-20:]) / len(losses[-20:]):.3f}")
+
+    # 2. behaviour cloning on the grounded oracle trajectories (train split) within the time cap
+    played = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)
+    demos = [trajectory for trajectory in played if grounded(trajectory)]
+    config = SFTConfig(epochs=budget.sft_epochs, lr=3e-3, warmup_steps=10, micro_batch_size=4, mini_batch_size=8,
+                       device="cpu", max_minutes=budget.sft_minutes)
+    losses = sft(model, demos, config, codec.pad_id)
     sft_dir = args.out / "sft"
     model.save_pretrained(sft_dir)
     codec.tokenizer.save_pretrained(str(sft_dir / TOKENIZER_SUBDIR))
-    print(f"{stamp()} SFT on {len(demos)} oracle trajectories, {epoch + 1} epochs: "
-          f"NLL/token {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(f"{stamp()} SFT on {len(demos)} grounded of {len(played)} oracle trajectories, {len(losses)} steps "
+          f"({len(losses) * config.mini_batch_size / len(demos):.1f} epochs): NLL/token {losses[0]:.3f} -> "
+          f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
 
     # 3. PPO (F1 reward: partial credit gives a tiny model a gradient before its first exact answer)
     group = 1 if args.algo == "ppo" else 4
