@@ -70,8 +70,8 @@ class DemoBudget:
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.5, sft_episodes=5000, sft_epochs=4, sft_minutes=7.0, ppo_iterations=12, ppo_minutes=4.0,
-                  ppo_tasks=16, compare_episodes=48, sweep_episodes=16, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
+FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.0, sft_episodes=5000, sft_epochs=4, sft_minutes=6.5, ppo_iterations=12, ppo_minutes=4.0,
+                  ppo_tasks=16, compare_episodes=48, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
 QUICK = DemoBudget(pretrain_passages=300, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--mini-batch-size", type=int, default=8)
     bc.add_argument("--device", default="auto")
     bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--grounded", action="store_true",
+                    help="clone only trajectories whose every answer was in the search results the oracle read")
+    bc.add_argument("--max-minutes", type=float, default=None, help="stop SFT after the step that crosses M minutes")
+    bc.add_argument("--pretrain-minutes", type=float, default=0.0,
+                    help="first, M minutes of next-token training on the synthetic world's corpus (a model built "
+                         "from scratch; a pretrained checkpoint does not need it)")
 
     tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
                                       "checkpoints (resumable) in --out")
@@ -125,12 +131,23 @@ def _load_model(path: Path, device: str):
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from mem1_agent.tiny import TOKENIZER_SUBDIR
-    from mem1_agent.train.sft import SFTConfig, oracle_trajectories, sft
+    from mem1_agent.train.pretrain import PretrainConfig, corpus_texts, pack, pretrain
+    from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
 
     config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
-                       mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed)
+                       mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
+                       max_minutes=args.max_minutes)
     model, codec = _load_model(args.model, args.device)
+    if args.pretrain_minutes > 0:
+        nll = pretrain(model, pack(corpus_texts(), codec.tokenizer),
+                       PretrainConfig(max_steps=10**9, max_minutes=args.pretrain_minutes, device=args.device))
+        print(f"pretraining on the corpus: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed)
+    if args.grounded:
+        played, trajectories = len(trajectories), [t for t in trajectories if grounded(t)]
+        print(f"{len(trajectories)} of {played} oracle trajectories are grounded", flush=True)
+        if not trajectories:
+            raise SystemExit("no grounded oracle trajectory to clone; raise --episodes or drop --grounded")
     losses = sft(model, trajectories, config, codec.pad_id,
                  log=lambda s: print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}", flush=True))
     model.save_pretrained(args.out)
