@@ -16,6 +16,9 @@ Per trajectory (:class:`TrajectoryMetrics`):
   transcribed, ``Σ(2·n_o + n_p)·n_o/2``, has the two counts swapped inside the bracket relative to
   that code; we follow the code, which the reference calls identical to the paper. Observation
   tokens are context (counted in the next turn's ``n_p``), never ``n_o``. With and without prompt.
+* **Evidence recall**: per question, the fraction of its supporting passages that some search of
+  the episode retrieved (the env's ``info["evidence"]``, synthetic world only): whether the agent
+  found what it needed, separately from whether it then wrote the answer exactly.
 * **Turns**, **valid-action rate** (turns the env parsed as a search or an answer), **wall
   seconds** (reset to last step, as a user waits for it), and the generation and env seconds
   attributed to it.
@@ -39,6 +42,8 @@ class TrajectoryMetrics:
     context_strategy: str
     em: tuple[float, ...]
     f1: tuple[float, ...]
+    evidence: tuple[float, ...]
+    """Per question, supporting-passage recall (empty when the env does not report it)."""
     em_sum: float
     f1_sum: float
     peak_tokens: int
@@ -82,6 +87,7 @@ def trajectory_metrics(trajectory: Trajectory) -> TrajectoryMetrics:
         context_strategy=trajectory.context_strategy,
         em=trajectory.em,
         f1=trajectory.f1,
+        evidence=trajectory.evidence,
         em_sum=float(sum(trajectory.em)),
         f1_sum=float(sum(trajectory.f1)),
         peak_tokens=peak,
@@ -114,6 +120,8 @@ class Summary:
     em_per_objective: tuple[float, ...]
     """Mean EM of question 1, 2, …, N."""
     f1_per_objective: tuple[float, ...]
+    evidence: float | None
+    """Mean supporting-passage recall over questions and trajectories (None when the env reports none)."""
     peak_tokens: float
     """Mean over trajectories of each one's peak, prompt included."""
     peak_tokens_max: int
@@ -126,6 +134,10 @@ class Summary:
     wall_seconds: float
     """Mean wall time per trajectory."""
 
+    @property
+    def evidence_text(self) -> str:
+        return "n/a" if self.evidence is None else f"{self.evidence:.1%}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -135,6 +147,7 @@ def summarize(metrics: Sequence[TrajectoryMetrics]) -> Summary:
         raise ValueError("no trajectories to summarise; run at least one episode")
     n_obj = max(m.n_objectives for m in metrics)
     per_obj = [m for m in metrics if m.n_objectives == n_obj]
+    with_evidence = [m for m in metrics if m.evidence]
     return Summary(
         env_id=metrics[0].env_id,
         context_strategy=metrics[0].context_strategy,
@@ -145,6 +158,7 @@ def summarize(metrics: Sequence[TrajectoryMetrics]) -> Summary:
         f1_mean=fmean(m.f1_sum / max(1, m.n_objectives) for m in metrics),
         em_per_objective=tuple(fmean(m.em[q] for m in per_obj) for q in range(n_obj)),
         f1_per_objective=tuple(fmean(m.f1[q] for m in per_obj) for q in range(n_obj)),
+        evidence=fmean(fmean(m.evidence) for m in with_evidence) if with_evidence else None,
         peak_tokens=fmean(m.peak_tokens for m in metrics),
         peak_tokens_max=max(m.peak_tokens for m in metrics),
         peak_tokens_no_prompt=fmean(m.peak_tokens_no_prompt for m in metrics),

@@ -128,6 +128,9 @@ class Trajectory:
     turns: list[Turn] = field(default_factory=list)
     em: tuple[float, ...] = ()
     f1: tuple[float, ...] = ()
+    evidence: tuple[float, ...] = ()
+    """Per question, the fraction of its supporting passages some search retrieved (the env's
+    ``info["evidence"]``; empty when the env does not report it)."""
     answered: bool = False
     wall_seconds: float = 0.0
     version: int = RECORD_VERSION
@@ -164,6 +167,7 @@ class Trajectory:
         data["prompt"] = _segment(data["prompt"])
         data["turns"] = [_turn(t) for t in data["turns"]]
         data["em"], data["f1"] = tuple(data["em"]), tuple(data["f1"])
+        data["evidence"] = tuple(data.get("evidence", ()))  # records written before the field existed
         return cls(**data)
 
 

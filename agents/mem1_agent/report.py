@@ -17,6 +17,7 @@ COLUMNS = (
     ("n", "{s.n}"),
     ("EM (sum)", "{s.em_sum:.3f}"),
     ("F1 (sum)", "{s.f1_sum:.3f}"),
+    ("evidence", "{s.evidence_text}"),
     ("peak tokens", "{s.peak_tokens:.0f}"),
     ("peak w/o prompt", "{s.peak_tokens_no_prompt:.0f}"),
     ("dependency", "{s.dependency:.3g}"),

@@ -190,6 +190,7 @@ def _step(slot: _Slot, context: Any, generation: Generation, gen_seconds: float,
     if terminated or truncated:
         trajectory.em = tuple(float(x) for x in info.get("em", ()))
         trajectory.f1 = tuple(float(x) for x in info.get("f1", ()))
+        trajectory.evidence = tuple(float(x) for x in info.get("evidence", ()))
         trajectory.answered = bool(info.get("answered", terminated))
         return True
     return False

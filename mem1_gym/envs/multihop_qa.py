@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mem1_gym import protocol
 from mem1_gym.data.tasks import Task
@@ -63,7 +63,10 @@ class MultiHopQAEnv(QAEnvBase):
     ``injected`` (the exact text the env injected into the transcript: the observation).
     On the last step also: ``em`` and ``f1`` (per question, in order), ``em_sum`` (EM count),
     ``f1_sum``, ``n_correct``, ``success`` (all correct), ``answered``, ``n_answers`` (answers given),
-    ``answer_count_mismatch``.
+    ``answer_count_mismatch``, and, when every question of the task lists its supporting passages
+    (the synthetic world does), ``evidence``: per question, the fraction of its supporting passages
+    that some search of the episode retrieved (supporting-passage recall: did the agent find what it
+    needed, whatever it then answered).
 
     ## Arguments
     See :class:`~mem1_gym.envs.qa_common.QAConfig`; every field is a ``gym.make`` kwarg, e.g.
@@ -84,6 +87,7 @@ class MultiHopQAEnv(QAEnvBase):
     """
 
     def _open_backend(self, corpus_path: str | None) -> None:
+        self._retrieved = set()
         self._retriever, self._owns_retriever = _get_retriever(self.config, corpus_path)
 
     def _close_backend(self) -> None:
@@ -95,6 +99,10 @@ class MultiHopQAEnv(QAEnvBase):
 
     def _idle_info(self) -> dict:
         return {"query": "", "doc_ids": []}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        self._retrieved: set[str] = set()  # passage ids any search of this episode returned
+        return super().reset(seed=seed, options=options)
 
     @property
     def retriever(self) -> Retriever:
@@ -124,15 +132,25 @@ class MultiHopQAEnv(QAEnvBase):
         """Complete the step of :meth:`parse_step` with the result of its search (None if it has no query)."""
         parsed, info = pending.parsed, pending.info
         if parsed.type is ActionType.ANSWER:
-            return self._end_step("", self._answer(parsed.content, info), True, info)
+            return self._with_evidence(self._end_step("", self._answer(parsed.content, info), True, info))
         reward = 0.0
         if parsed.type is ActionType.SEARCH:
             body, info["doc_ids"], info["error"] = _render_search(found)
+            self._retrieved.update(info["doc_ids"])
         else:
             body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
             reward = -self.config.invalid_action_penalty
         obs = protocol.information_block(protocol.turns_left_hint(pending.turns_left), body)
-        return self._end_step(obs, reward, False, info)
+        return self._with_evidence(self._end_step(obs, reward, False, info))
+
+    def _with_evidence(self, step: tuple[str, float, bool, bool, dict]) -> tuple[str, float, bool, bool, dict]:
+        """Add ``info["evidence"]`` to the last step of an episode whose questions list their passages."""
+        terminated, truncated, info = step[2], step[3], step[4]
+        items = self._task.items
+        if (terminated or truncated) and all(item.hops for item in items):
+            info["evidence"] = [sum(hop.doc_id in self._retrieved for hop in item.hops) / len(item.hops)
+                                for item in items]
+        return step
 
 
 class PendingStep(NamedTuple):

@@ -71,5 +71,15 @@ def test_summary_averages_every_trajectory_including_failures():
     assert s.dependency == (48 + (48 + (60 + 8) * 8 / 2)) / 2
     assert s.valid_action_rate == pytest.approx(1 / 3)  # pooled over the 3 turns
     assert s.turns == 1.5 and s.wall_seconds == 2.0
+    assert s.evidence is None and s.evidence_text == "n/a"  # the records carry no evidence
     with pytest.raises(ValueError, match="at least one episode"):
         summarize([])
+
+
+def test_evidence_recall_averages_questions_then_the_trajectories_that_report_it():
+    a = trajectory((0.0, 0.0), (0.0, 0.0), [turn(0, 10, 10, 1, 3, True, done=True)])
+    b = trajectory((1.0, 0.0), (1.0, 0.0), [turn(0, 10, 10, 1, 3, True, done=True)])
+    c = trajectory((0.0, 0.0), (0.0, 0.0), [turn(0, 10, 10, 1, 3, True, done=True)])
+    a.evidence, b.evidence = (0.5, 0.0), (1.0, 1.0)  # c: an env that does not report evidence
+    s = summarize([trajectory_metrics(t) for t in (a, b, c)])
+    assert s.evidence == pytest.approx((0.25 + 1.0) / 2) and s.evidence_text == "62.5%"

@@ -101,6 +101,10 @@ def test_records_round_trip_jsonl(codec, tmp_path):
         fh.write('{"version": 1, "env_id": "MEM1')
     loaded = list(read_jsonl(path))
     assert loaded == trajectories
+    assert all(len(t.evidence) == len(t.em) == 2 for t in loaded)  # the env's supporting-passage recall
+    older = trajectories[0].to_dict()
+    del older["evidence"]  # records written before the field existed still load
+    assert Trajectory.from_dict(older).evidence == ()
     assert isinstance(loaded[0].turns[0].context[0].kind, SegmentKind)
     assert loaded[0].context_ids(1) == trajectories[0].context_ids(1)
     bad = dataclasses.replace(trajectories[0], version=0).to_dict()

@@ -52,6 +52,19 @@ def test_trailing_space_pretokenizer_round_trips_spells_a_name_one_way_and_has_n
     assert len(ids) < len(words_ids["input_ids"])
 
 
+def test_names_pretokenizer_spells_every_word_of_a_name_one_way_whatever_follows_it():
+    names = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500, pretokenizer="names"))
+    assert names.decode(names(TEXT)["input_ids"]) == TEXT
+    # "College" is followed by '"', " was", " (", "]" and "<" above; "Azonds" by "."
+    for word in ("Grovotrin", "College", "Cikast", "Bram", "Azonds"):
+        assert len(_occurrences(names, TEXT, word)) == 1, word
+    trailing = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500, pretokenizer="trailing-space"))
+    assert len(_occurrences(trailing, TEXT, "College")) > 1  # why "names" exists: "College " != "College"
+    # lowercase words carry the spaces, so it is shorter than "words"
+    words_ids = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500, pretokenizer="words"))(TEXT)
+    assert len(names(TEXT)["input_ids"]) < len(words_ids["input_ids"])
+
+
 def test_bytelevel_pretokenizer_spells_a_name_by_its_left_neighbour():
     tokenizer = train_tokenizer(TinyConfig(vocab_size=1024, tokenizer_passages=500))
     assert tokenizer.decode(tokenizer(TEXT)["input_ids"]) == TEXT

@@ -52,7 +52,7 @@ def test_info_is_flat_and_documented():
     assert info["query"] == "founded" and info["has_think"] and len(info["doc_ids"]) == 3
     assert info["consumed_chars"] == len("<think>s</think><search>founded</search>")
     _, _, terminated, _, info = env.step("<answer>a; b</answer>")
-    assert terminated and set(info) == STEP_KEYS | FINAL_KEYS
+    assert terminated and set(info) == STEP_KEYS | FINAL_KEYS | {"evidence"}
     assert all(not isinstance(v, dict) for v in info.values())
     env.close()
 
@@ -70,6 +70,28 @@ def test_turn_budget_truncates_with_zero_reward():
     assert info["answered"] is False and info["em"] == [0.0, 0.0] and info["n_correct"] == 0
     with pytest.raises(gym.error.ResetNeeded):
         env.step("<search>again</search>")
+    env.close()
+
+
+def test_evidence_is_the_recall_of_each_questions_supporting_passages():
+    env = gym.make("MEM1-MultiHopQA-2", split="validation")
+    # the oracle retrieves every supporting passage
+    *_, info, _ = play_oracle(env, options={"task_index": 5})
+    assert info["evidence"] == [1.0, 1.0]
+    # answering at once retrieved nothing; truncation reports it too
+    env.reset(options={"task_index": 5})
+    assert env.step("<answer>a; b</answer>")[4]["evidence"] == [0.0, 0.0]
+    # one search for the first hop of Q1 only: Q1 gets 1 / (its hops), Q2 nothing
+    index = next(i for i, t in enumerate(env.unwrapped.tasks) if len(t.items[0].hops) == 2)
+    env.reset(options={"task_index": index})
+    first_hop = env.unwrapped.task.items[0].hops[0]
+    obs, _, _, _, info = env.step(f"<search>{first_hop.query}</search>")
+    assert first_hop.doc_id in info["doc_ids"] and "evidence" not in info  # only on the last step
+    steps = [env.step("<search>zzzz qqqq</search>") for _ in range(env.unwrapped.max_turns - 1)]
+    assert steps[-1][3] and steps[-1][4]["evidence"][0] == 0.5
+    retrieved = {d for step in steps for d in step[4]["doc_ids"]} | set(info["doc_ids"])
+    second = env.unwrapped.task.items[1].hops
+    assert steps[-1][4]["evidence"][1] == sum(h.doc_id in retrieved for h in second) / len(second)
     env.close()
 
 
