@@ -44,7 +44,8 @@ class MultiHopQAEnv(QAEnvBase):
     0 on every step but the last (minus ``invalid_action_penalty`` for an invalid turn). On the
     answer: ``reward_scale`` x (EM count, the number of questions answered exactly, 0…N) or x summed
     F1 with ``reward="f1"``. Missing answers score 0 and extra answers are ignored. No answer
-    before the budget runs out: 0.
+    before the budget runs out: 0. With ``evidence_bonus=b`` the last step (answer or truncation)
+    also gets ``reward_scale x b x sum(info["evidence"])`` (off by default).
 
     ## Starting State
     A task drawn uniformly from the split by the seeded generator, or ``options["task_index"]``.
@@ -88,6 +89,9 @@ class MultiHopQAEnv(QAEnvBase):
 
     def _open_backend(self, corpus_path: str | None) -> None:
         self._retrieved = set()
+        if self.config.evidence_bonus and not all(item.hops for task in self.tasks for item in task.items):
+            raise ValueError("evidence_bonus needs every question's supporting passages (hops), which these QA "
+                             "files do not list; use the synthetic world or evidence_bonus=0")
         self._retriever, self._owns_retriever = _get_retriever(self.config, corpus_path)
 
     def _close_backend(self) -> None:
@@ -144,13 +148,15 @@ class MultiHopQAEnv(QAEnvBase):
         return self._with_evidence(self._end_step(obs, reward, False, info))
 
     def _with_evidence(self, step: tuple[str, float, bool, bool, dict]) -> tuple[str, float, bool, bool, dict]:
-        """Add ``info["evidence"]`` to the last step of an episode whose questions list their passages."""
-        terminated, truncated, info = step[2], step[3], step[4]
+        """Add ``info["evidence"]`` (and ``evidence_bonus``'s reward) to the last step of an episode
+        whose questions list their supporting passages."""
+        obs, reward, terminated, truncated, info = step
         items = self._task.items
         if (terminated or truncated) and all(item.hops for item in items):
             info["evidence"] = [sum(hop.doc_id in self._retrieved for hop in item.hops) / len(item.hops)
                                 for item in items]
-        return step
+            reward += self.config.reward_scale * self.config.evidence_bonus * sum(info["evidence"])
+        return obs, reward, terminated, truncated, info
 
 
 class PendingStep(NamedTuple):

@@ -55,6 +55,10 @@ class QAConfig:
     """Multiplies the terminal reward (1/N gives a per-objective mean)."""
     invalid_action_penalty: float = 0.0
     """Subtracted on an unparsable turn (0: the paper found format penalties hurt)."""
+    evidence_bonus: float = 0.0
+    """``MEM1-MultiHopQA`` on hop-annotated data only: the last step's reward also gets
+    ``reward_scale x evidence_bonus x sum(info["evidence"])``, credit for retrieving the questions'
+    supporting passages (shaping for models too weak to answer yet; 0, the paper's, rewards only answers)."""
     retrieval_timeout: float = 10.0
     """Seconds before a search through an HTTP retriever gives up."""
     on_retrieval_error: str = "observe"
@@ -75,6 +79,8 @@ class QAConfig:
             raise ValueError(f"on_retrieval_error must be 'observe' or 'raise', got {self.on_retrieval_error!r}")
         if self.retrieval_timeout <= 0:
             raise ValueError(f"retrieval_timeout must be > 0 seconds, got {self.retrieval_timeout}")
+        if self.evidence_bonus < 0:
+            raise ValueError(f"evidence_bonus must be >= 0, got {self.evidence_bonus}")
         self._check_questions_have_a_corpus()
 
     def _check_questions_have_a_corpus(self) -> None:

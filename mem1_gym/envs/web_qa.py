@@ -57,6 +57,8 @@ class WebQAConfig(QAConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.evidence_bonus:
+            raise ValueError("evidence_bonus needs known supporting passages: MEM1-MultiHopQA only, not MEM1-WebQA")
         name = self.search_provider
         if not isinstance(name, SearchProvider) and name not in PROVIDERS:
             raise ValueError(f"search_provider must be one of {sorted(PROVIDERS)} or a SearchProvider, got {name!r}")

@@ -95,6 +95,22 @@ def test_evidence_is_the_recall_of_each_questions_supporting_passages():
     env.close()
 
 
+def test_evidence_bonus_rewards_the_supporting_passages_found():
+    plain = gym.make("MEM1-MultiHopQA-2", split="validation", reward="f1")
+    shaped = gym.make("MEM1-MultiHopQA-2", split="validation", reward="f1", reward_scale=0.5, evidence_bonus=0.25)
+    for env in (plain, shaped):
+        env.reset(options={"task_index": 5})
+        hop = env.unwrapped.task.items[0].hops[0]
+        assert env.step(f"<search>{hop.query}</search>")[1] == 0.0  # only the last step is rewarded
+    (_, r_plain, _, _, info), (_, r_shaped, *_) = (env.step("<answer>x; y</answer>") for env in (plain, shaped))
+    assert info["evidence"][0] > 0 and info["evidence"][1] == 0
+    assert r_shaped == pytest.approx(0.5 * (r_plain + 0.25 * sum(info["evidence"])))
+    with pytest.raises(ValueError, match="evidence_bonus"):
+        gym.make("MEM1-MultiHopQA-2", evidence_bonus=-1)
+    for env in (plain, shaped):
+        env.close()
+
+
 def test_default_budgets_follow_the_paper():
     assert [gym.make(f"MEM1-MultiHopQA-{n}").unwrapped.max_turns for n in (1, 4, 8, 16)] == [6, 6, 20, 36]
 
@@ -236,7 +252,11 @@ def test_flashrag_files_run_through_the_same_code_path(flashrag_dir, split):
     total, terminated, info, transcript = play_oracle(env, seed=0)
     assert terminated and total == 2.0 and len(env.unwrapped.tasks) == 1
     assert '(Title: "' in transcript[2]
+    assert "evidence" not in info  # FlashRAG files list no supporting passages
     env.close()
+    with pytest.raises(ValueError, match="supporting passages .* do not list"):
+        gym.make("MEM1-MultiHopQA-2", corpus_path=str(flashrag_dir / "corpus.jsonl"), qa_path=str(flashrag_dir),
+                 split=split, index_dir=str(flashrag_dir / "index"), evidence_bonus=0.5)
 
 
 def test_flashrag_parquet_and_split_mapping(flashrag_dir):

@@ -179,6 +179,7 @@ def test_live_provider_needs_its_key_and_makes_the_spec_nondeterministic(monkeyp
         ({"page_chars": 0}, "page_chars"),
         ({"rate_limit": 0}, "rate_limit"),
         ({"qa_path": "questions.jsonl"}, "corpus_path"),
+        ({"evidence_bonus": 0.5}, "MultiHopQA only"),
     ],
 )
 def test_bad_config_says_what_to_change(kwargs, match):
