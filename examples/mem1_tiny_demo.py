@@ -73,8 +73,8 @@ class DemoBudget:
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.5, sft_episodes=5000, sft_epochs=4, sft_minutes=9.0, ppo_iterations=40, ppo_minutes=3.0,
-                  ppo_tasks=16, compare_episodes=48, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
+FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.5, sft_episodes=5000, sft_epochs=4, sft_minutes=9.0, ppo_iterations=30, ppo_minutes=3.0,
+                  ppo_tasks=16, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
 QUICK = DemoBudget(pretrain_passages=300, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -162,7 +162,7 @@ def main() -> None:
     # 3. PPO. F1 reward (partial credit gives a tiny model a gradient before its first exact answer)
     # plus 0.5 per supporting passage found (shaping: a signal for searching for the right entity).
     group = 1 if args.algo == "ppo" else 4
-    ppo = PPOConfig(algo=args.algo, lr=1e-3, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
+    ppo = PPOConfig(algo=args.algo, lr=3e-4, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
                     micro_batch_size=4, mini_batch_size=16)
     learner = LearnerConfig(env_id=ENV, iterations=budget.ppo_iterations, max_minutes=budget.ppo_minutes,
                             tasks_per_iteration=budget.ppo_tasks // group, group_size=group, concurrency=8,

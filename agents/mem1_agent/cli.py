@@ -3,15 +3,17 @@
     mem1-agent eval --env MEM1-MultiHopQA-8 --policy oracle --context mem1,full --episodes 50
     mem1-agent eval --env MEM1-MultiHopQA-2 --policy hf:runs/tiny --episodes 2 --max-new-tokens 32
     mem1-agent eval --env MEM1-MultiHopQA-2 --policy openai:http://127.0.0.1:8000/v1:Qwen/Qwen2.5-7B-Instruct
-    mem1-agent make-tiny --out runs/tiny
+    mem1-agent make-tiny --out runs/tiny --pretokenizer names
     mem1-agent sft --env MEM1-MultiHopQA-2 --model runs/tiny --episodes 200 --out runs/tiny-sft
-    mem1-agent train --env MEM1-MultiHopQA-2 --model runs/tiny-sft --algo ppo --iterations 20 --out runs/tiny-ppo
+    mem1-agent train --env MEM1-MultiHopQA-2 --model runs/tiny-sft --algo ppo --iterations 20 --out runs/tiny-ppo \
+        --env-kwarg reward=f1 --env-kwarg evidence_bonus=0.5
     mem1-agent train ... --rollout-backend vllm   # GPU + vllm: rollouts in a vLLM engine synced every iteration
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +30,24 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _env_kwarg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value); VALUE is read as JSON (numbers, true/false, null) or else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as k=1 or reward=f1, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _add_env_kwargs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-kwarg", type=_env_kwarg, action="append", default=[], metavar="KEY=VALUE",
+                        help="gym.make keyword for the env, repeatable: k=1, reward=f1, evidence_bonus=0.5, split=...")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from mem1_agent.tiny import PRETOKENIZERS
     parser = argparse.ArgumentParser(prog="mem1-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -51,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tokenizer", default=None, help="folder of the tokenizer that counts tokens of text policies")
     ev.add_argument("--api-key", default=None, help="OpenAI-compatible key (default $OPENAI_API_KEY)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_env_kwargs(ev)
 
     tiny = sub.add_parser("make-tiny", help="train a tokenizer on the env text and save a random tiny Qwen2")
     tiny.add_argument("--out", type=Path, required=True)
@@ -58,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--pretokenizer", default="bytelevel", choices=PRETOKENIZERS,
+                      help="how text is cut before BPE; 'names' spells a name's words one way everywhere (tiny.py)")
     bc = sub.add_parser("sft", help="behaviour cloning on oracle trajectories; saves a save_pretrained folder")
     bc.add_argument("--env", default="MEM1-MultiHopQA-2")
     bc.add_argument("--model", required=True, help="model folder (make-tiny output or a Hugging Face folder)")
@@ -76,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--pretrain-minutes", type=float, default=0.0,
                     help="first, M minutes of next-token training on the synthetic world's corpus (a model built "
                          "from scratch; a pretrained checkpoint does not need it)")
+    _add_env_kwargs(bc)
 
     tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
                                       "checkpoints (resumable) in --out")
@@ -108,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of the GPU the vLLM engine may take; the learner shares the GPU (default 0.3)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--wandb-project", default=None)
+    _add_env_kwargs(tr)
     from mem1_agent.demo import add_demo_command
     from mem1_agent.serve import add_serve_command
 
@@ -142,7 +166,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
         nll = pretrain(model, pack(corpus_texts(), codec.tokenizer),
                        PretrainConfig(max_steps=10**9, max_minutes=args.pretrain_minutes, device=args.device))
         print(f"pretraining on the corpus: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
-    trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed)
+    trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed,
+                                       env_kwargs=dict(args.env_kwarg))
     if args.grounded:
         played, trajectories = len(trajectories), [t for t in trajectories if grounded(t)]
         print(f"{len(trajectories)} of {played} oracle trajectories are grounded", flush=True)
@@ -169,7 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                            concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
                            seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project,
                            rollout_backend=args.rollout_backend,
-                           vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, ppo=ppo)
+                           vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, ppo=ppo,
+                           env_kwargs=dict(args.env_kwarg))
     model, codec = _load_model(args.model, args.device)
     train(model, codec, config)
     print(f"checkpoint: {args.out} (evaluate with `mem1-agent eval --policy hf:{args.out}`)")
@@ -181,7 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mem1_agent.policies import SamplingConfig, make_policy
     from mem1_agent.report import markdown_table, summaries_of, write_reports
 
-    env_kwargs = {} if args.max_turns is None else {"max_turns": args.max_turns}
+    env_kwargs = {**dict(args.env_kwarg), **({} if args.max_turns is None else {"max_turns": args.max_turns})}
     config = EvalConfig(
         env_id=args.env, contexts=args.context, episodes=args.episodes, horizons=args.horizons, seed=args.seed,
         split=args.split, concurrency=args.concurrency, out=args.out, max_new_tokens=args.max_new_tokens,
@@ -204,7 +230,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from mem1_agent.tiny import TinyConfig, make_tiny
 
-    config = TinyConfig(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed)
+    config = TinyConfig(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_layers=args.layers, seed=args.seed,
+                        pretokenizer=args.pretokenizer)
     out = make_tiny(args.out, config)
     print(f"tiny Qwen2 written to {out} (tokenizer in {out}/tokenizer); evaluate it with "
           f"`mem1-agent eval --policy hf:{out} --env MEM1-MultiHopQA-2 --episodes 2 --max-new-tokens 32`")

@@ -49,11 +49,25 @@ def test_tiny_model_eval(tiny_dir, tmp_path):
     out = tmp_path / "tiny"
     run = mem1_agent("eval", "--env", "MEM1-MultiHopQA-2", "--policy", f"hf:{tiny_dir}", "--episodes", "2",
                      "--max-new-tokens", "16", "--max-turns", "3", "--temperature", "1", "--device", "cpu",
-                     "--out", str(out), "--no-progress")
+                     "--out", str(out), "--no-progress", "--env-kwarg", "k=1")
     assert run.returncode == 0, run.stderr
     [traj, _] = list(read_jsonl(out / "MEM1-MultiHopQA-2.mem1.jsonl"))
     assert len(traj.turns) == 3 and all(t.ids_as_sampled and len(t.logprobs) == len(t.generated_ids) for t in traj.turns)
+    assert len(traj.evidence) == 2  # the synthetic world reports supporting-passage recall
+    searched = [t.observation.text for t in traj.turns if "Doc 1(" in t.observation.text]
+    assert all("Doc 2(" not in text for text in searched)  # --env-kwarg k=1: one passage per search
     assert traj.tokenizer.startswith("hf:") and "| MEM1-MultiHopQA-2 | mem1 | 2 |" in run.stdout
+
+
+def test_env_kwargs_are_json_or_text_and_malformed_ones_are_refused(capsys):
+    from mem1_agent.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "m", "--out", "o", "--env-kwarg", "k=1",
+                                      "--env-kwarg", "reward=f1", "--env-kwarg", "evidence_bonus=0.5"])
+    assert dict(args.env_kwarg) == {"k": 1, "reward": "f1", "evidence_bonus": 0.5}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--policy", "oracle", "--env-kwarg", "k"])
+    assert "KEY=VALUE" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("policy, message", [
