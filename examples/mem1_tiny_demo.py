@@ -12,9 +12,11 @@ Steps, top to bottom:
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
    with the exact prefix-cache layout: many distinct tasks seen about once, until a time cap;
-3. PPO (value head, token-level GAE; ``--algo rloo|grpo`` for group baselines) on the same env with
-   the F1 reward plus a bonus for each supporting passage retrieved (``evidence_bonus``) and the
-   current weights sampling each iteration, until a time cap;
+3. RL with the clipped PPO objective on the same env, the current weights sampling each iteration,
+   until a time cap; the reward is F1 plus a bonus for each supporting passage retrieved
+   (``evidence_bonus``). Default ``--algo rloo``: 4 rollouts per task, advantage = reward minus the
+   mean of the other three, so a task whose rollouts all score the same (most, this early) moves
+   nothing; ``--algo ppo`` (value head, token-level GAE) let the policy drift here (README);
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+PPO at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
@@ -62,7 +64,7 @@ class DemoBudget:
     ppo_minutes: float
     """PPO stops after the iteration that crosses this."""
     ppo_tasks: int
-    """Tasks per PPO iteration."""
+    """Rollouts per PPO iteration (tasks x group size)."""
     compare_episodes: int
     """Validation tasks of the untrained / SFT / SFT+PPO comparison at N = 2."""
     sweep_episodes: int
@@ -74,8 +76,8 @@ class DemoBudget:
 
 
 FULL = DemoBudget(pretrain_passages=None, pretrain_minutes=2.5, sft_episodes=5000, sft_epochs=4, sft_minutes=9.0, ppo_iterations=30, ppo_minutes=3.0,
-                  ppo_tasks=16, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
-QUICK = DemoBudget(pretrain_passages=300, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=2,
+                  ppo_tasks=32, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
+QUICK = DemoBudget(pretrain_passages=300, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
             pretokenizer="names", oracle_episodes=500, tokenizer_passages=20_000)
@@ -110,8 +112,9 @@ def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, hori
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
-    parser.add_argument("--algo", choices=("ppo", "rloo", "grpo"), default="ppo",
-                        help="ppo: value head + GAE; rloo/grpo: group baselines over 4 rollouts per task")
+    parser.add_argument("--algo", choices=("ppo", "rloo", "grpo"), default="rloo",
+                        help="rloo (default)/grpo: the clipped PPO objective with group baselines over 4 rollouts "
+                             "per task; ppo: value head + GAE (drifts on this sparse reward: see the README)")
     parser.add_argument("--out", type=Path, default=Path("runs/mem1-tiny-demo"))
     args = parser.parse_args()
     budget = QUICK if args.quick else FULL
@@ -159,8 +162,8 @@ def main() -> None:
           f"({len(losses) * config.mini_batch_size / len(demos):.1f} epochs): NLL/token {losses[0]:.3f} -> "
           f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
 
-    # 3. PPO. F1 reward (partial credit gives a tiny model a gradient before its first exact answer)
-    # plus 0.5 per supporting passage found (shaping: a signal for searching for the right entity).
+    # 3. RL (rloo by default). F1 reward (partial credit gives a tiny model a gradient before its first
+    # exact answer) plus 0.5 per supporting passage found (shaping: a signal for searching the right entity).
     group = 1 if args.algo == "ppo" else 4
     ppo = PPOConfig(algo=args.algo, lr=3e-4, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
                     micro_batch_size=4, mini_batch_size=16)
