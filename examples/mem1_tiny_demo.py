@@ -17,7 +17,7 @@ Steps, top to bottom:
    (``evidence_bonus``). Default ``--algo rloo``: 4 rollouts per task, advantage = reward minus the
    mean of the other three, so a task whose rollouts all score the same (most, this early) moves
    nothing; ``--algo ppo`` (value head, token-level GAE) let the policy drift here (README);
-4. greedy evaluation on the validation split: untrained vs SFT vs SFT+PPO at N = 2, then the final
+4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
 A 64-wide, 2-layer model is far too small to do multi-hop QA well: what the demo shows is that the

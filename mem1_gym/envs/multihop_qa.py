@@ -88,7 +88,6 @@ class MultiHopQAEnv(QAEnvBase):
     """
 
     def _open_backend(self, corpus_path: str | None) -> None:
-        self._retrieved = set()
         if self.config.evidence_bonus and not all(item.hops for task in self.tasks for item in task.items):
             raise ValueError("evidence_bonus needs every question's supporting passages (hops), which these QA "
                              "files do not list; use the synthetic world or evidence_bonus=0")

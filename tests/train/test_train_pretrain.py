@@ -44,3 +44,18 @@ def test_pretrain_checks_its_input(tiny_model_dir):
     stopped = pretrain(model, torch.arange(200) % 50, PretrainConfig(seq_len=16, max_steps=99, max_minutes=1e-9,
                                                                       device="cpu"))
     assert len(stopped) == 1
+
+
+def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():
+    import torch
+    from mem1_agent.train.optim import adamw_with_warmup, clipped_step
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer, scheduler = adamw_with_warmup([weight], lr=0.1, weight_decay=0.0, warmup_steps=4)
+    rates = []
+    for _ in range(6):
+        rates.append(scheduler.get_last_lr()[0])
+        (weight * torch.tensor([30.0, 40.0, 0.0])).sum().backward()  # gradient norm 50
+        assert clipped_step([weight], optimizer, scheduler, max_grad_norm=1.0) == 50.0
+        assert weight.grad is None
+    assert rates == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])

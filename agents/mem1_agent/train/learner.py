@@ -60,13 +60,13 @@ from mem1_agent.train.advantages import gae, group_advantages, whiten
 from mem1_agent.train.device import autocast, resolve_device, to_device
 from mem1_agent.train.layouts import collate
 from mem1_agent.train.logger import Logger
+from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 from mem1_agent.train.ppo import (
     PPOConfig,
     ValueHead,
     explained_variance,
     forward,
     ppo_loss,
-    warmup_lambda,
 )
 from mem1_agent.train.samples import (
     LAYOUTS,
@@ -201,8 +201,7 @@ def make_state(model: torch.nn.Module, config: LearnerConfig, device: torch.devi
     model.to(device)
     value_head = ValueHead(model.config.hidden_size).to(device) if config.ppo.algo == "ppo" else None
     params = list(model.parameters()) + (list(value_head.parameters()) if value_head else [])
-    optimizer = torch.optim.AdamW(params, lr=config.ppo.lr, weight_decay=config.ppo.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(config.ppo))
+    optimizer, scheduler = adamw_with_warmup(params, config.ppo.lr, config.ppo.weight_decay, config.ppo.warmup_steps)
     # The frozen reference is the model passed in (before a resumed checkpoint is loaded over it).
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.ppo.kl_coef > 0 else None
     return State(model, value_head, optimizer, scheduler, reference=reference)
@@ -362,10 +361,8 @@ def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, c
                 (loss * sum(len(data.samples[i]["targets"]) for i in micro) / tokens).backward()
                 for key, value in micro_stats.items():
                     stats.setdefault(key, []).append(value)
-            stats.setdefault("grad_norm", []).append(float(torch.nn.utils.clip_grad_norm_(params, ppo.max_grad_norm)))
-            state.optimizer.step()
-            state.scheduler.step()
-            state.optimizer.zero_grad(set_to_none=True)
+            stats.setdefault("grad_norm", []).append(
+                clipped_step(params, state.optimizer, state.scheduler, ppo.max_grad_norm))
     state.model.eval()
     out = {key: fmean(values) for key, values in stats.items()}
     out["lr"] = state.scheduler.get_last_lr()[0]

@@ -149,8 +149,3 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     diff = (returns - values) * mask
     var_d = (((diff - diff.sum() / n) * mask) ** 2).sum() / n
     return float(1 - var_d / var_r) if var_r > 0 else float("nan")
-
-
-def warmup_lambda(config: PPOConfig):
-    """LambdaLR factor: linear warm-up to ``lr`` over ``warmup_steps`` optimizer steps, then constant."""
-    return lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0

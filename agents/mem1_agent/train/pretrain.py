@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from mem1_agent.train.device import autocast, resolve_device
+from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,7 @@ def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfi
                          f"{tuple(stream.shape)}; pack more text or lower seq_len")
     device = resolve_device(config.device)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+    optimizer, scheduler = adamw_with_warmup(model.parameters(), config.lr, config.weight_decay, config.warmup_steps)
     generator = torch.Generator().manual_seed(config.seed)
     offsets = torch.arange(config.seq_len + 1)
     deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
@@ -102,10 +101,7 @@ def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfi
             logits = model(input_ids=window[:, :-1]).logits
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), window[:, 1:].flatten())
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
         losses.append(loss.item())
         if log is not None:
             log({"step": step + 1, "nll": losses[-1], "lr": scheduler.get_last_lr()[0]})

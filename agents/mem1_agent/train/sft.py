@@ -21,6 +21,7 @@ import torch
 from mem1_agent.records import Trajectory
 from mem1_agent.train.device import autocast, resolve_device, to_device
 from mem1_agent.train.layouts import collate
+from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 from mem1_agent.train.ppo import forward, masked_mean
 from mem1_agent.train.samples import LAYOUTS, build_samples
 
@@ -72,9 +73,7 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     samples = build_samples(trajectories, config.layout).samples
     if not samples:
         raise ValueError("no trajectory has a generated token to imitate; collect oracle trajectories first")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0)
+    optimizer, scheduler = adamw_with_warmup(model.parameters(), config.lr, config.weight_decay, config.warmup_steps)
     rng = random.Random(config.seed)
     losses: list[float] = []
     deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
@@ -84,10 +83,7 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
         for start in range(0, len(order), config.mini_batch_size):
             mini = [samples[i] for i in order[start : start + config.mini_batch_size]]
             loss = accumulate_nll(model, mini, config.micro_batch_size, pad_id, device)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
             losses.append(loss)
             if log is not None:
                 log({"epoch": epoch, "step": len(losses), "nll": loss, "lr": scheduler.get_last_lr()[0]})
