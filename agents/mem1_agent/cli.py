@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--max-minutes", type=float, default=None, help="stop SFT after the step that crosses M minutes")
     bc.add_argument("--pretrain-minutes", type=float, default=0.0,
                     help="first, M minutes of next-token training on the synthetic world's corpus (a model built "
-                         "from scratch; a pretrained checkpoint does not need it)")
+                         "from scratch; a pretrained checkpoint does not need it), a quarter of the windows "
+                         "copy windows when --copy-minutes is set")
+    bc.add_argument("--copy-minutes", type=float, default=0.0,
+                    help="before that, at most M minutes on copy windows (a random block of ids repeated), stopping "
+                         "once their NLL is below 0.3: teaches a model from scratch to copy names from its context")
     _add_env_kwargs(bc)
 
     tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
@@ -162,9 +166,14 @@ def cmd_sft(args: argparse.Namespace) -> int:
                        mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
                        max_minutes=args.max_minutes)
     model, codec = _load_model(args.model, args.device)
+    stream = pack(corpus_texts(), codec.tokenizer) if args.pretrain_minutes > 0 or args.copy_minutes > 0 else None
+    if args.copy_minutes > 0:
+        nll = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=args.copy_minutes, device=args.device,
+                                                     copy_fraction=1.0, stop_below=0.3))
+        print(f"copy windows: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     if args.pretrain_minutes > 0:
-        nll = pretrain(model, pack(corpus_texts(), codec.tokenizer),
-                       PretrainConfig(max_steps=10**9, max_minutes=args.pretrain_minutes, device=args.device))
+        nll = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=args.pretrain_minutes, device=args.device,
+                                                     copy_fraction=0.25 if args.copy_minutes > 0 else 0.0))
         print(f"pretraining on the corpus: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed,
                                        env_kwargs=dict(args.env_kwarg))

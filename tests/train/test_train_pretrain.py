@@ -1,4 +1,4 @@
-"""Language-model pretraining on the env's corpus: packing is exact and the loss goes down."""
+"""Language-model pretraining on the env's corpus: packing is exact, copy windows are well formed, the loss goes down."""
 
 from __future__ import annotations
 
@@ -44,6 +44,33 @@ def test_pretrain_checks_its_input(tiny_model_dir):
     stopped = pretrain(model, torch.arange(200) % 50, PretrainConfig(seq_len=16, max_steps=99, max_minutes=1e-9,
                                                                       device="cpu"))
     assert len(stopped) == 1
+
+
+def test_copy_windows_repeat_one_block_and_score_only_the_repeats():
+    import torch
+    from mem1_agent.train.pretrain import IGNORE, copy_windows
+
+    stream = torch.arange(1000, 1100)
+    windows, targets = copy_windows(stream, 6, 32, torch.Generator().manual_seed(3))
+    assert windows.shape == (6, 33) and targets.shape == (6, 32)
+    for window, target in zip(windows.tolist(), targets.tolist()):
+        length = target.count(IGNORE) + 1  # the first copy's targets carry no loss
+        assert 4 <= length <= 16
+        assert all(token in range(1000, 1100) for token in window)
+        assert all(window[i] == window[i - length] for i in range(length, 33))  # a repeat of the block
+        assert target[length - 1 :] == window[length:]  # every other position predicts the next id
+
+
+def test_pretraining_with_copy_windows_mixes_both_and_checks_the_share(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(ValueError, match="copy_fraction"):
+        PretrainConfig(copy_fraction=1.5)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    losses = pretrain(model, torch.arange(500) % 97, PretrainConfig(seq_len=32, batch_size=4, max_steps=3, device="cpu",
+                                                                     copy_fraction=0.5))
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
 
 
 def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():

@@ -82,9 +82,9 @@ def test_sft_command_pretrains_filters_and_saves(tiny_model_dir, tmp_path, capsy
 
     out = tmp_path / "sft"
     assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
-                 "--grounded", "--pretrain-minutes", "0.005", "--device", "cpu"]) == 0
+                 "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "0.005", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "pretraining on the corpus" in printed and "of 6 oracle trajectories are grounded" in printed
+    assert "copy windows: " in printed and "pretraining on the corpus" in printed and "of 6 oracle trajectories are grounded" in printed
     trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)
     assert (out / "tokenizer" / "tokenizer.json").is_file()
