@@ -21,9 +21,9 @@ Steps, top to bottom:
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
-A 64-wide, 2-layer model is far too small to do multi-hop QA well: what the demo shows is that the
-pipeline learns (format, search queries, valid actions, some answers) in CPU minutes, with the
-numbers printed honestly whatever they are.
+A 64-wide, 2-layer model is far too small to do multi-hop QA well; what the demo shows is that the
+pipeline learns in CPU minutes (format, queries that copy the question's entities, some exact
+answers) and what RL adds over SFT on the same task, with the numbers printed honestly whatever they are.
 """
 
 from __future__ import annotations

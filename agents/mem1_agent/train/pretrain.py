@@ -1,14 +1,18 @@
-"""Next-token pretraining on plain text: what a randomly initialised model reads before it clones the oracle.
+"""Next-token pretraining: what a randomly initialised model reads before it clones the oracle.
 
 A real MEM1 run starts from a pretrained LLM that already reads, and copies names from its
 context. A tiny model built from scratch has neither skill, and behaviour cloning alone, with loss
-on the agent's few sampled tokens per turn, is a slow way to learn them. A few CPU minutes of
-language modelling on the env's own corpus (every token carries loss, and a passage repeats its
-subject's name several times) teaches the token statistics and some copying first; the demo's
-SFT then starts from there. Nothing here is needed for a real checkpoint.
+on the agent's few sampled tokens per turn, is a slow way to learn them. Measured on the demo's
+64-wide, 2-layer model: after 2.5 minutes of language modelling on the env's corpus and 9 of SFT its
+NLL on the second copy of a repeated random block was no lower than on the first (no induction
+heads), and its queries named look-alikes of the question's entities. *Copy windows*
+(:func:`copy_windows`: a random block of ids repeated, loss on the repeats) grow the copying circuit
+in ~650 steps (a sudden drop of their NLL from ~7.6 to < 0.3); a quarter of them mixed into the
+corpus windows afterwards keeps it. Nothing here is needed for a real checkpoint.
 
 >>> stream = pack(["Ada was born in Tarsen."], tokenizer)            # doctest: +SKIP
 >>> losses = pretrain(model, stream, PretrainConfig(max_steps=100))  # doctest: +SKIP
+>>> copying = pretrain(model, stream, PretrainConfig(copy_fraction=1.0, stop_below=0.3))  # doctest: +SKIP
 """
 
 from __future__ import annotations
