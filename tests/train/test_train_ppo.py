@@ -65,6 +65,24 @@ def test_one_update_changes_parameters_and_loss_is_finite():
     assert sum(not torch.equal(a, b) for a, b in zip(before, params)) > len(params) // 2
 
 
+def test_kl_to_the_reference_is_k3_per_token_clipped_from_above():
+    mask = torch.ones(1, 3)
+    logprobs = torch.log(torch.tensor([[0.5, 0.25, 1e-6]])).requires_grad_()
+    ref = torch.log(torch.tensor([[0.5, 0.5, 0.9]]))  # the reference likes token 3 ~1e6 times more
+    new = Forward(logprobs, torch.zeros(1, 3), None)
+    k3 = [0.0, 2 - math.log(2) - 1, 0.9e6 - math.log(0.9e6) - 1]
+    for clip, expected in ((None, sum(k3) / 3), (10.0, (k3[0] + k3[1] + 10.0) / 3)):
+        config = PPOConfig(algo="rloo", kl_coef=1.0, kl_clip=clip)
+        loss, stats = ppo_loss(new, logprobs.detach(), torch.zeros(1, 3), mask, config, ref_logprobs=ref)
+        assert stats["kl_ref"] == pytest.approx(expected, rel=1e-4)
+        (grad,) = torch.autograd.grad(loss, logprobs)
+        # d k3 / d logp = 1 - exp(ref - logp): token 1 none, token 2 -1 (/3 for the mean), token 3 huge unless clipped
+        assert grad[0, :2].tolist() == pytest.approx([0.0, -1 / 3], abs=1e-5)
+        assert (grad[0, 2] == 0) if clip else (grad[0, 2] < -1e5)
+    with pytest.raises(ValueError, match="kl_clip"):
+        PPOConfig(kl_clip=0)
+
+
 def test_explained_variance():
     r = torch.tensor([[1.0, 2.0, 3.0]])
     m = torch.ones(1, 3)

@@ -3,7 +3,9 @@
 Everything is computed on sampled tokens only (``Batch.loss_mask``): prompt and observation tokens
 never carry policy loss, value loss, KL or entropy. The KL uses the k3 estimator
 ``exp(ref - logp) - (ref - logp) - 1``, which is non-negative per token without clamping (the
-original clamped a k1 estimate at 0: reference/mem1.md §8, B9).
+original clamped a k1 estimate at 0: reference/mem1.md §8, B9); its only clamp is from above
+(``kl_clip``), because it grows exponentially: one sampled token the reference likes e^11 times
+more than the policy gave a whole batch's KL of 32 in a demo run (the others were <= 0.02).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class PPOConfig:
     """Weight of the entropy bonus."""
     kl_coef: float = 0.0
     """Weight of the KL penalty to the frozen reference policy; 0 skips the reference forward."""
+    kl_clip: float | None = 10.0
+    """Upper bound on each token's k3 term (as verl's ``low_var_kl``); a token past it adds ``kl_clip``
+    and no gradient. None: unbounded."""
     gamma: float = 1.0
     """Discount over sampled tokens (1: the outcome counts fully for every token)."""
     lam: float = 1.0
@@ -60,6 +65,8 @@ class PPOConfig:
             raise ValueError(f"algo must be 'ppo', 'grpo' or 'rloo', got {self.algo!r}")
         if not 0 < self.clip_eps < 1:
             raise ValueError(f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        if self.kl_clip is not None and self.kl_clip <= 0:
+            raise ValueError(f"kl_clip must be > 0 or None, got {self.kl_clip}")
         if self.kl_coef < 0 or self.ent_coef < 0 or self.vf_coef < 0:
             raise ValueError("kl_coef, ent_coef and vf_coef must be >= 0 (0 turns a term off)")
         if not (0 < self.gamma <= 1 and 0 <= self.lam <= 1):
@@ -124,7 +131,8 @@ def ppo_loss(new: Forward, old_logprobs: torch.Tensor, advantages: torch.Tensor,
         stats["value_loss"] = value_loss.item()
     if config.kl_coef > 0:
         log_ref_ratio = (ref_logprobs - new.logprobs) * mask
-        kl = masked_mean(log_ref_ratio.exp() - log_ref_ratio - 1, mask)
+        k3 = log_ref_ratio.exp() - log_ref_ratio - 1
+        kl = masked_mean(k3 if config.kl_clip is None else k3.clamp(max=config.kl_clip), mask)
         loss = loss + config.kl_coef * kl
         stats["kl_ref"] = kl.item()
     return loss, stats
