@@ -159,22 +159,19 @@ def _load_model(path: Path, device: str):
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from mem1_agent.tiny import TOKENIZER_SUBDIR
-    from mem1_agent.train.pretrain import PretrainConfig, corpus_texts, pack, pretrain
+    from mem1_agent.train.pretrain import copy_then_read, corpus_texts, pack
     from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
 
     config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
                        mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
                        max_minutes=args.max_minutes)
     model, codec = _load_model(args.model, args.device)
-    stream = pack(corpus_texts(), codec.tokenizer) if args.pretrain_minutes > 0 or args.copy_minutes > 0 else None
-    if args.copy_minutes > 0:
-        nll = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=args.copy_minutes, device=args.device,
-                                                     copy_fraction=1.0, stop_below=0.3))
-        print(f"copy windows: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
-    if args.pretrain_minutes > 0:
-        nll = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=args.pretrain_minutes, device=args.device,
-                                                     copy_fraction=0.25 if args.copy_minutes > 0 else 0.0))
-        print(f"pretraining on the corpus: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
+    if args.pretrain_minutes > 0 or args.copy_minutes > 0:
+        copying, reading = copy_then_read(model, pack(corpus_texts(), codec.tokenizer), args.copy_minutes,
+                                          args.pretrain_minutes, args.device)
+        for name, nll in (("copy windows", copying), ("pretraining on the corpus", reading)):
+            if nll:
+                print(f"{name}: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed,
                                        env_kwargs=dict(args.env_kwarg))
     if args.grounded:

@@ -73,6 +73,19 @@ def test_pretraining_with_copy_windows_mixes_both_and_checks_the_share(tiny_mode
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
 
 
+def test_copy_then_read_skips_a_phase_of_zero_minutes(tiny_model_dir):
+    import torch
+    from mem1_agent.train.pretrain import copy_then_read
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    stream = torch.arange(2000) % 97
+    copying, reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=1e-9, device="cpu")
+    assert copying == [] and len(reading) == 1
+    copying, reading = copy_then_read(model, stream, copy_minutes=1e-9, read_minutes=0.0, device="cpu")
+    assert len(copying) == 1 and reading == []
+
+
 def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():
     import torch
     from mem1_agent.train.optim import adamw_with_warmup, clipped_step
