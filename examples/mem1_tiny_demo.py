@@ -8,7 +8,7 @@ Steps, top to bottom:
 1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text (the
    "names" pre-tokenizer, so a name has one spelling in ids everywhere), then teach it to copy
    (windows of a random block of ids repeated, until it predicts the repeats: the induction heads
-   every pretrained LLM has) and a minute of next-token pretraining on the env's corpus with a quarter
+   every pretrained LLM has) and 1.5 minutes of next-token pretraining on the env's corpus with a quarter
    copy windows (a model from scratch has never read anything; a real run starts from a pretrained LLM);
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
@@ -53,7 +53,8 @@ class DemoBudget:
     pretrain_passages: int | None
     """Corpus passages to pretrain on (None: all 20k, 2.4M tokens)."""
     copy_minutes: float
-    """Most time on copy windows alone (the phase stops once their NLL is below 0.3: ~650 steps)."""
+    """Most time on copy windows alone (the phase stops once their NLL is below 0.3: ~650 steps, ~1.8 minutes
+    on 2 idle cores; the cap is for a loaded machine, where one run made 344 steps in 3 minutes)."""
     pretrain_minutes: float
     """Next-token pretraining on the corpus stops after the step that crosses this."""
     sft_episodes: int
@@ -78,7 +79,7 @@ class DemoBudget:
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(pretrain_passages=None, copy_minutes=3.0, pretrain_minutes=1.5, sft_episodes=5000, sft_epochs=4, sft_minutes=8.0, ppo_iterations=30, ppo_minutes=3.0,
+FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_minutes=1.5, sft_episodes=5000, sft_epochs=4, sft_minutes=8.0, ppo_iterations=30, ppo_minutes=3.0,
                   ppo_tasks=32, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
 QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
@@ -128,7 +129,7 @@ def main() -> None:
     from mem1_agent.tiny import TOKENIZER_SUBDIR, TinyConfig, load_tokenizer, make_tiny
     from mem1_agent.train.learner import LearnerConfig, train
     from mem1_agent.train.ppo import PPOConfig
-    from mem1_agent.train.pretrain import COPY_SHARE, copy_then_read, corpus_texts, pack
+    from mem1_agent.train.pretrain import COPY_SHARE, COPY_STOP_NLL, copy_then_read, corpus_texts, pack
     from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
     from transformers import AutoModelForCausalLM
 
@@ -153,6 +154,10 @@ def main() -> None:
     copying, reading = copy_then_read(model, stream, budget.copy_minutes, budget.pretrain_minutes, device="cpu")
     print(f"{stamp()} copy windows, {len(copying)} steps: NLL/repeated token {copying[0]:.3f} -> "
           f"{sum(copying[-20:]) / len(copying[-20:]):.3f}")
+    if not args.quick and sum(copying[-20:]) / len(copying[-20:]) > COPY_STOP_NLL:
+        print(f"WARNING: the copy windows' NLL did not fall below {COPY_STOP_NLL} within {budget.copy_minutes} minutes "
+              "(a busy machine?): the model cannot copy names and the rest of the demo will learn little. "
+              "Rerun on an idle machine.")
     print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens) + {COPY_SHARE:.0%} copy windows, {len(reading)} "
           f"steps: NLL/token {reading[0]:.3f} -> {sum(reading[-20:]) / len(reading[-20:]):.3f}")
 

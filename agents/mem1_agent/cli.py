@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--copy-minutes", type=float, default=0.0,
                     help="before that, at most M minutes on copy windows (a random block of ids repeated), stopping "
                          "once their NLL is below 0.3: teaches a model from scratch to copy names from its context")
+    bc.add_argument("--copy-windows", type=int, default=0,
+                    help="copy windows (512 tokens each) added to each SFT step, to keep the copying circuit "
+                         "of a model from scratch (default 0)")
     _add_env_kwargs(bc)
 
     tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
@@ -164,11 +167,12 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
                        mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
-                       max_minutes=args.max_minutes)
+                       max_minutes=args.max_minutes, copy_windows=args.copy_windows)
     model, codec = _load_model(args.model, args.device)
-    if args.pretrain_minutes > 0 or args.copy_minutes > 0:
-        copying, reading = copy_then_read(model, pack(corpus_texts(), codec.tokenizer), args.copy_minutes,
-                                          args.pretrain_minutes, args.device)
+    pretraining = args.pretrain_minutes > 0 or args.copy_minutes > 0
+    stream = pack(corpus_texts(), codec.tokenizer) if pretraining or config.copy_windows else None  # and copy ids
+    if pretraining:
+        copying, reading = copy_then_read(model, stream, args.copy_minutes, args.pretrain_minutes, args.device)
         for name, nll in (("copy windows", copying), ("pretraining on the corpus", reading)):
             if nll:
                 print(f"{name}: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
@@ -179,8 +183,12 @@ def cmd_sft(args: argparse.Namespace) -> int:
         print(f"{len(trajectories)} of {played} oracle trajectories are grounded", flush=True)
         if not trajectories:
             raise SystemExit("no grounded oracle trajectory to clone; raise --episodes or drop --grounded")
-    losses = sft(model, trajectories, config, codec.pad_id,
-                 log=lambda s: print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}", flush=True))
+
+    def progress(s: dict) -> None:
+        copying = f" copy_nll={s['copy_nll']:.4f}" if "copy_nll" in s else ""
+        print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}{copying}", flush=True)
+
+    losses = sft(model, trajectories, config, codec.pad_id, progress, None if stream is None else stream.unique())
     model.save_pretrained(args.out)
     codec.tokenizer.save_pretrained(str(Path(args.out) / TOKENIZER_SUBDIR))
     print(f"nll {losses[0]:.3f} -> {losses[-1]:.3f}; model written to {args.out}")

@@ -76,15 +76,51 @@ def test_sft_stops_at_max_minutes(tiny_model_dir, oracle_trajectories):
         SFTConfig(max_minutes=0)
 
 
+def test_sft_copy_windows_add_their_gradient_and_are_logged(tiny_model_dir, oracle_trajectories):
+    """Copy windows change the update (their NLL is in the loss), report their own NLL and need ids to draw from."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    updated, logs = {}, []
+    for n in (0, 3):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        config = SFTConfig(epochs=1, warmup_steps=0, micro_batch_size=4, mini_batch_size=4, device="cpu",
+                           copy_windows=n, copy_seq_len=32)
+        losses = sft(model, oracle_trajectories, config, log=logs.append, copy_ids=torch.arange(5, 200))
+        updated[n] = (losses, model.model.embed_tokens.weight.detach().clone())
+    assert updated[0][0] == updated[3][0]  # same SFT NLL: the copy loss is separate ...
+    assert not updated[0][1].equal(updated[3][1])  # ... but its gradient moved the weights
+    assert "copy_nll" not in logs[0] and all(0 < s["copy_nll"] < 20 for s in logs[1:])
+    with pytest.raises(ValueError, match="copy_ids"):
+        sft(model, oracle_trajectories, SFTConfig(copy_windows=2, device="cpu"))
+    with pytest.raises(ValueError, match="copy_windows"):
+        SFTConfig(copy_windows=-1)
+
+
+def test_sft_learning_rate_decays_linearly_to_its_final_fraction(tiny_model_dir, oracle_trajectories):
+    from transformers import AutoModelForCausalLM
+
+    model, logs = AutoModelForCausalLM.from_pretrained(tiny_model_dir), []
+    config = SFTConfig(epochs=2, lr=1e-3, warmup_steps=0, final_lr_fraction=0.1, micro_batch_size=1,
+                       mini_batch_size=1, device="cpu")
+    sft(model, oracle_trajectories, config, log=logs.append)
+    steps = 2 * len(oracle_trajectories)  # the prefix-cache layout: one sample per trajectory
+    assert [s["lr"] for s in logs] == pytest.approx([1e-3 * (1 - 0.9 * k / steps) for k in range(1, steps + 1)])
+    with pytest.raises(ValueError, match="final_lr_fraction"):
+        SFTConfig(final_lr_fraction=1.5)
+
+
 def test_sft_command_pretrains_filters_and_saves(tiny_model_dir, tmp_path, capsys):
     from mem1_agent.cli import main
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "sft"
     assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
-                 "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "0.005", "--device", "cpu"]) == 0
+                 "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "0.005", "--copy-windows", "1",
+                 "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "copy windows: " in printed and "pretraining on the corpus" in printed and "of 6 oracle trajectories are grounded" in printed
+    assert "copy_nll=" in printed  # --copy-windows: copy windows in the SFT steps too
     trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)
     assert (out / "tokenizer" / "tokenizer.json").is_file()

@@ -125,6 +125,15 @@ def copy_windows(ids: torch.Tensor, n: int, seq_len: int, generator: torch.Gener
     return windows, targets
 
 
+def window_nll(model: torch.nn.Module, windows: torch.Tensor, targets: torch.Tensor,
+               device: torch.device) -> torch.Tensor:
+    """Mean next-token NLL of ``windows`` (``seq_len + 1`` ids each) against ``targets``, skipping :data:`IGNORE`."""
+    windows, targets = windows.to(device), targets.to(device)
+    with autocast(device):
+        logits = model(input_ids=windows[:, :-1]).logits
+    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
 def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfig,
              log: Callable[[dict], None] | None = None) -> list[float]:
     """Train ``model`` in place on random ``seq_len`` windows of ``stream``; returns each step's mean NLL per token."""
@@ -147,10 +156,7 @@ def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfi
         if n_copy:
             copies, copy_targets = copy_windows(vocabulary, n_copy, config.seq_len, generator)
             window, targets = torch.cat([window, copies]), torch.cat([targets, copy_targets])
-        window, targets = window.to(device), targets.to(device)
-        with autocast(device):
-            logits = model(input_ids=window[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        loss = window_nll(model, window, targets, device)
         loss.backward()
         clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
         losses.append(loss.item())
