@@ -8,8 +8,10 @@ Steps, top to bottom:
 1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text (the
    "names" pre-tokenizer, so a name has one spelling in ids everywhere), then teach it to copy
    (windows of a random block of ids repeated, until it predicts the repeats: the induction heads
-   every pretrained LLM has) and 1.5 minutes of next-token pretraining on the env's corpus with a quarter
-   copy windows (a model from scratch has never read anything; a real run starts from a pretrained LLM);
+   every pretrained LLM has), then 1.5 minutes of next-token pretraining on the env's corpus in 1024-token
+   windows that each carry a *needle* (a random block written twice: copying across a whole MEM1 context,
+   not just the first 128 tokens that copy windows show); a model from scratch has never read anything,
+   a real run starts from a pretrained LLM;
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
    with the exact prefix-cache layout: many distinct tasks seen about once, until a time cap;
@@ -57,7 +59,7 @@ class DemoBudget:
     on 2 idle cores; the cap is for a loaded machine, where one run made 344 steps in 3 minutes; a warning
     says so when the cap cuts it short)."""
     pretrain_minutes: float
-    """Next-token pretraining on the corpus stops after the step that crosses this."""
+    """Next-token pretraining on the corpus (1024-token windows with needles) stops after the step that crosses this."""
     sft_episodes: int
     """Oracle trajectories (distinct train tasks) played; the grounded ones are cloned."""
     sft_epochs: int
@@ -80,7 +82,7 @@ class DemoBudget:
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
 
 
-FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_minutes=1.5, sft_episodes=5000, sft_epochs=4, sft_minutes=8.0, ppo_iterations=30, ppo_minutes=3.0,
+FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_minutes=1.5, sft_episodes=5000, sft_epochs=4, sft_minutes=7.5, ppo_iterations=30, ppo_minutes=3.0,
                   ppo_tasks=32, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
 QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
@@ -130,7 +132,7 @@ def main() -> None:
     from mem1_agent.tiny import TOKENIZER_SUBDIR, TinyConfig, load_tokenizer, make_tiny
     from mem1_agent.train.learner import LearnerConfig, train
     from mem1_agent.train.ppo import PPOConfig
-    from mem1_agent.train.pretrain import COPY_SHARE, copy_then_read, corpus_texts, pack, recent_mean
+    from mem1_agent.train.pretrain import NEEDLE_SEQ_LEN, copy_then_read, corpus_texts, pack, recent_mean
     from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
     from transformers import AutoModelForCausalLM
 
@@ -151,12 +153,15 @@ def main() -> None:
     # Copying first: windows of a random block repeated, until the model predicts the repeats (NLL < 0.3).
     # A model from scratch cannot copy a name from its context (its NLL on a repeated block equals that
     # on the first copy); corpus text alone did not change that in CPU minutes, this does in ~2.
+    # Then reading, in windows as long as a MEM1 context, each with a needle: copy windows start every
+    # block at position 0 and repeat it within 128 tokens, and the model copied at no other range.
     stream = pack(corpus_texts(budget.pretrain_passages), codec.tokenizer)
-    copying, reading = copy_then_read(model, stream, budget.copy_minutes, budget.pretrain_minutes, device="cpu")
+    copying, reading = copy_then_read(model, stream, budget.copy_minutes, budget.pretrain_minutes, device="cpu",
+                                      needles=True)
     print(f"{stamp()} copy windows, {len(copying)} steps: NLL/repeated token {copying[0]:.3f} -> "
           f"{recent_mean(copying):.3f}")
-    print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens) + {COPY_SHARE:.0%} copy windows, {len(reading)} "
-          f"steps: NLL/token {reading[0]:.3f} -> {recent_mean(reading):.3f}")
+    print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens), {NEEDLE_SEQ_LEN}-token windows with "
+          f"needles, {len(reading)} steps: NLL/text token + NLL/copied token {reading[0]:.3f} -> {recent_mean(reading):.3f}")
 
     # 2. behaviour cloning on the grounded oracle trajectories (train split) within the time cap
     played = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)

@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--copy-minutes", type=float, default=0.0,
                     help="before that, at most M minutes on copy windows (a random block of ids repeated), stopping "
                          "once their NLL is below 0.3: teaches a model from scratch to copy names from its context")
+    bc.add_argument("--needles", action="store_true",
+                    help="read the corpus in 1024-token windows that each carry a random block written twice "
+                         "(loss on the text and on the second copy) instead of 256-token windows and copy windows: "
+                         "copying across a whole MEM1 context")
     bc.add_argument("--copy-windows", type=int, default=0,
                     help="copy windows (512 tokens each) added to each SFT step, to keep the copying circuit "
                          "of a model from scratch (default 0)")
@@ -172,8 +176,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
     pretraining = args.pretrain_minutes > 0 or args.copy_minutes > 0
     stream = pack(corpus_texts(), codec.tokenizer) if pretraining or config.copy_windows else None  # and copy ids
     if pretraining:
-        copying, reading = copy_then_read(model, stream, args.copy_minutes, args.pretrain_minutes, args.device)
-        for name, nll in (("copy windows", copying), ("pretraining on the corpus", reading)):
+        copying, reading = copy_then_read(model, stream, args.copy_minutes, args.pretrain_minutes, args.device,
+                                           needles=args.needles)
+        reading_name = "pretraining on the corpus" + (" (1024-token windows with needles)" if args.needles else "")
+        for name, nll in (("copy windows", copying), (reading_name, reading)):
             if nll:
                 print(f"{name}: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed,

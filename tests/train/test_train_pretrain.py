@@ -87,6 +87,52 @@ def test_copy_then_read_skips_a_phase_of_zero_minutes(tiny_model_dir):
     assert len(copying) == 1 and reading == []
 
 
+def test_needle_windows_write_one_block_twice_and_score_the_second_copy_apart_from_the_text():
+    import torch
+    from mem1_agent.train.pretrain import IGNORE, needle_windows
+
+    stream, vocabulary = torch.arange(3000), torch.arange(5000, 5050)  # block ids are told apart from text ids
+    windows, text, copy = needle_windows(stream, vocabulary, 20, 64, torch.Generator().manual_seed(1))
+    assert windows.shape == (20, 65) and text.shape == copy.shape == (20, 64)
+    lengths, gaps = set(), set()
+    for window, text_row, copy_row in zip(windows.tolist(), text.tolist(), copy.tolist()):
+        inside = [i for i, token in enumerate(window) if token >= 5000]
+        length = len(inside) // 2
+        first, second = inside[0], inside[length]
+        assert inside == [*range(first, first + length), *range(second, second + length)]  # two runs, no overlap
+        assert window[first : first + length] == window[second : second + length] and 4 <= length <= 16
+        scored = [i for i, target in enumerate(copy_row) if target != IGNORE]
+        assert scored == list(range(second, second + length - 1))  # the second copy after its first id
+        assert all(copy_row[i] == window[i + 1] for i in scored)
+        not_text = {*range(max(first - 1, 0), first + length - 1), *range(second - 1, second + length - 1)}
+        assert [i for i, target in enumerate(text_row) if target == IGNORE] == sorted(not_text)
+        assert all(text_row[i] == window[i + 1] < 5000 for i in range(64) if i not in not_text)
+        assert all(b - a == 1 for a, b in zip(window, window[1:]) if a < 5000 and b < 5000)  # text is the stream's
+        lengths.add(length)
+        gaps.add(second - first)
+    assert len(lengths) > 3 and len(gaps) > 10  # lengths and distances vary
+
+
+def test_pretraining_with_needles_lowers_the_loss_and_checks_its_shape(tiny_model_dir):
+    import torch
+    from mem1_agent.train.pretrain import copy_then_read
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(ValueError, match="needle windows"):
+        PretrainConfig(needles=True, seq_len=8)
+    with pytest.raises(ValueError, match="needle windows"):
+        PretrainConfig(needles=True, copy_fraction=1.0)
+    tokenizer = load_tokenizer(tiny_model_dir)
+    stream = pack(corpus_texts(limit=200), tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    losses = pretrain(model, stream, PretrainConfig(seq_len=64, batch_size=8, max_steps=40, warmup_steps=5,
+                                                    needles=True, copy_fraction=0.25, device="cpu"))
+    assert len(losses) == 40 and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
+    reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=1e-9, device="cpu", needles=True)[1]
+    assert len(reading) == 1 and reading[0] > 0  # one step of 1024-token windows
+
+
 def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():
     import torch
     from mem1_agent.train.optim import adamw_with_warmup, clipped_step

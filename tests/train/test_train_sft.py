@@ -118,9 +118,9 @@ def test_sft_command_pretrains_filters_and_saves(tiny_model_dir, tmp_path, capsy
     with pytest.warns(RuntimeWarning, match="copy windows' NLL"):  # 0.002 minutes cannot form the circuit
         assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
                      "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "0.005", "--copy-windows", "1",
-                     "--device", "cpu"]) == 0
+                     "--needles", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "copy windows: " in printed and "pretraining on the corpus" in printed and "of 6 oracle trajectories are grounded" in printed
+    assert "copy windows: " in printed and "pretraining on the corpus (1024-token windows with needles)" in printed and "of 6 oracle trajectories are grounded" in printed
     assert "copy_nll=" in printed  # --copy-windows: copy windows in the SFT steps too
     trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)
