@@ -8,20 +8,23 @@ Steps, top to bottom:
 1. build a tiny Qwen2-architecture model and a BPE tokenizer trained on the env's own text (the
    "names" pre-tokenizer, so a name has one spelling in ids everywhere), then teach it to copy
    (windows of a random block of ids repeated, until it predicts the repeats: the induction heads
-   every pretrained LLM has), then 1.5 minutes of next-token pretraining on the env's corpus in 1024-token
+   every pretrained LLM has), then 360 steps of next-token pretraining on the env's corpus in 1024-token
    windows that each carry a *needle* (a random block written twice: copying across a whole MEM1 context,
    not just the first 128 tokens that copy windows show); a model from scratch has never read anything,
    a real run starts from a pretrained LLM;
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
-   with the exact prefix-cache layout: many distinct tasks seen about once, until a time cap;
+   with the exact prefix-cache layout: 1500 steps of 8 trajectories (3346 grounded ones, ~3.6 epochs);
 3. RL with the clipped PPO objective on the same env, the current weights sampling each iteration,
-   until a time cap; the reward is F1 plus a bonus for each supporting passage retrieved
+   20 iterations; the reward is F1 plus a bonus for each supporting passage retrieved
    (``evidence_bonus``). Default ``--algo rloo``: 4 rollouts per task, advantage = reward minus the
    mean of the other three, so a task whose rollouts all score the same (most, this early) moves
    nothing; ``--algo ppo`` (value head, token-level GAE) let the policy drift here (README);
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
+
+Every stage runs a fixed number of steps and all is seeded, so a run reproduces the README's numbers; a
+minute cap beside each step count stops a stage early on a slow or busy machine, and the run says so.
 
 A 64-wide, 2-layer model is far too small to do multi-hop QA well; what the demo shows is that the
 pipeline learns in CPU minutes (format, queries that copy the question's entities, some exact
@@ -50,7 +53,9 @@ PPO_REWARD = {"reward": "f1", "evidence_bonus": 0.5}
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """How much work each stage does (minute caps keep the demo inside its time budget on a slow machine)."""
+    """How much work each stage does: step counts, so that a run gives the same numbers on any machine (all
+    is seeded); minute caps beside them keep the demo inside its time budget on a slow one, and a stage
+    they cut short says so."""
 
     pretrain_passages: int | None
     """Corpus passages to pretrain on (None: all 20k, 2.4M tokens)."""
@@ -58,18 +63,23 @@ class DemoBudget:
     """Most time on copy windows alone (the phase stops once their NLL is below 0.3: ~650 steps, ~1.8 minutes
     on 2 idle cores; the cap is for a loaded machine, where one run made 344 steps in 3 minutes; a warning
     says so when the cap cuts it short)."""
+    pretrain_steps: int
+    """Steps of next-token pretraining on the corpus (1024-token windows with needles)."""
     pretrain_minutes: float
-    """Next-token pretraining on the corpus (1024-token windows with needles) stops after the step that crosses this."""
+    """... unless a slow machine crosses this first (a safety cap: the run then warns that it differs)."""
     sft_episodes: int
     """Oracle trajectories (distinct train tasks) played; the grounded ones are cloned."""
     sft_epochs: int
     """Most passes over them."""
+    sft_steps: int
+    """SFT optimizer steps (8 trajectories each)."""
     sft_minutes: float
-    """SFT stops after the step that crosses this."""
+    """... unless a slow machine crosses this first (safety cap), or the time left in ``total_minutes`` after
+    reserving ``ppo_minutes`` and ``eval_minutes`` for the stages after it."""
     ppo_iterations: int
-    """Most PPO collect/update iterations."""
+    """RL collect/update iterations."""
     ppo_minutes: float
-    """PPO stops after the iteration that crosses this."""
+    """... unless a slow machine crosses this first (safety cap)."""
     ppo_tasks: int
     """Rollouts per PPO iteration (tasks x group size)."""
     compare_episodes: int
@@ -80,12 +90,24 @@ class DemoBudget:
     """N of the final sweep."""
     max_new_tokens: int
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
+    total_minutes: float
+    """The whole run's budget: SFT gets what the stages before it left, less the reserves after it."""
+    eval_minutes: float
+    """Reserved for the evaluations (~2.3 minutes in a run on a busy host)."""
 
 
-FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_minutes=1.5, sft_episodes=5000, sft_epochs=4, sft_minutes=7.5, ppo_iterations=30, ppo_minutes=3.0,
-                  ppo_tasks=32, compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96)
-QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_minutes=0.05, sft_episodes=8, sft_epochs=1, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
-                   compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12)
+FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_steps=360, pretrain_minutes=2.0, sft_episodes=5000,
+                  sft_epochs=4, sft_steps=1500, sft_minutes=8.5, ppo_iterations=20, ppo_minutes=3.5, ppo_tasks=32,
+                  compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96,
+                  total_minutes=19.0, eval_minutes=3.0)
+QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_steps=3, pretrain_minutes=0.05, sft_episodes=8,
+                   sft_epochs=1, sft_steps=1000, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
+                   compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12, total_minutes=5.0,
+                   eval_minutes=1.0)
+SWEEP_WINDOW = 6144
+"""Context window of the final sweep: a full-history context that loops past it (8,869 tokens in one run at
+N = 16, where others peaked at ~5,000) overflows, as it would with a real model's window, instead of taking
+three minutes of the budget."""
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
             pretokenizer="names", oracle_episodes=500, tokenizer_passages=20_000)
 """The "names" pre-tokenizer spells every word of a name with the same ids in questions, passages and
@@ -100,7 +122,7 @@ def turn_budget(budget: DemoBudget, n: int) -> int:
 
 
 def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, horizons: tuple[int, ...],
-             contexts: tuple[str, ...]) -> tuple[Any, Any, list[Any]]:
+             contexts: tuple[str, ...], window: int | None = None) -> tuple[Any, Any, list[Any]]:
     """Greedy evaluation on the validation split; one run per N, each with its own turn budget."""
     from mem1_agent.eval import EvalConfig, run_eval
     from mem1_agent.policies import SamplingConfig, make_policy
@@ -109,11 +131,20 @@ def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, hori
     for n in horizons:
         tokens = turn_budget(budget, n)
         config = EvalConfig(env_id=ENV, contexts=contexts, episodes=episodes, horizons=(n,), split="validation",
-                            concurrency=8, out=out, max_new_tokens=tokens, env_kwargs=ENV_KWARGS)
+                            concurrency=8, out=out, max_new_tokens=tokens, max_context_tokens=window,
+                            env_kwargs=ENV_KWARGS)
         policy = make_policy(f"hf:{model_dir}", SamplingConfig(temperature=0.0, max_new_tokens=tokens),
                              device="cpu", max_batch=8)
         cells += run_eval(config, policy, progress=False)
     return config, policy, cells
+
+
+def cut_short(stage: str, done: int, planned: int, minutes: float) -> None:
+    """Say so when a stage's minute cap stopped it before its step count: the numbers will then differ
+    from the README's (a slower or busier machine than the 2 cores they were measured on)."""
+    if done < planned:
+        print(f"note: {stage} stopped at its {minutes}-minute cap after {done} of {planned} steps (a slow or busy "
+              "machine); the results will differ from the README's", flush=True)
 
 
 def main() -> None:
@@ -157,7 +188,8 @@ def main() -> None:
     # block at position 0 and repeat it within 128 tokens, and the model copied at no other range.
     stream = pack(corpus_texts(budget.pretrain_passages), codec.tokenizer)
     copying, reading = copy_then_read(model, stream, budget.copy_minutes, budget.pretrain_minutes, device="cpu",
-                                      needles=True)
+                                      needles=True, read_steps=budget.pretrain_steps)
+    cut_short("pretraining", len(reading), budget.pretrain_steps, budget.pretrain_minutes)
     print(f"{stamp()} copy windows, {len(copying)} steps: NLL/repeated token {copying[0]:.3f} -> "
           f"{recent_mean(copying):.3f}")
     print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens), {NEEDLE_SEQ_LEN}-token windows with "
@@ -166,9 +198,13 @@ def main() -> None:
     # 2. behaviour cloning on the grounded oracle trajectories (train split) within the time cap
     played = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)
     demos = [trajectory for trajectory in played if grounded(trajectory)]
+    left = budget.total_minutes - (time.perf_counter() - started) / 60 - budget.ppo_minutes - budget.eval_minutes
+    sft_minutes = round(max(1.0, min(budget.sft_minutes, left)), 2)
     config = SFTConfig(epochs=budget.sft_epochs, lr=3e-3, warmup_steps=10, micro_batch_size=4, mini_batch_size=8,
-                       device="cpu", max_minutes=budget.sft_minutes)
+                       device="cpu", max_steps=budget.sft_steps, max_minutes=sft_minutes)
     losses = sft(model, demos, config, codec.pad_id)
+    cut_short("SFT", len(losses), min(budget.sft_steps, budget.sft_epochs * -(-len(demos) // config.mini_batch_size)),
+              sft_minutes)
     sft_dir = args.out / "sft"
     model.save_pretrained(sft_dir)
     codec.tokenizer.save_pretrained(str(sft_dir / TOKENIZER_SUBDIR))
@@ -187,6 +223,7 @@ def main() -> None:
                             env_kwargs={**ENV_KWARGS, **PPO_REWARD}, ppo=ppo, tensorboard=False)
     iteration = len(train(model, codec, learner, resume=False))
     print(f"{stamp()} {args.algo.upper()}: {iteration} iterations")
+    cut_short(args.algo.upper(), iteration, budget.ppo_iterations, budget.ppo_minutes)
 
     # 4. evaluation: untrained vs SFT vs SFT+PPO at N=2, then the sweep of the final model
     rows = []
@@ -200,7 +237,7 @@ def main() -> None:
           + "\n".join(rows) + "\n")
 
     config, policy, cells = evaluate(args.out / "ppo", args.out / "eval-sweep", budget.sweep_episodes, budget,
-                                     budget.horizons, ("mem1", "full"))
+                                     budget.horizons, ("mem1", "full"), window=SWEEP_WINDOW)
     paths = write_reports(cells, config, policy.name, policy.codec.name)
     print(markdown_table(summaries_of(cells)))
     print(f"\n{stamp()} report {paths['markdown']}, plot {paths['plot']}")

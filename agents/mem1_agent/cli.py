@@ -95,10 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--grounded", action="store_true",
                     help="clone only trajectories whose every answer was in the search results the oracle read")
     bc.add_argument("--max-minutes", type=float, default=None, help="stop SFT after the step that crosses M minutes")
+    bc.add_argument("--max-steps", type=int, default=None,
+                    help="stop SFT after N optimizer steps (reproducible on any machine; --max-minutes still caps it)")
     bc.add_argument("--pretrain-minutes", type=float, default=0.0,
                     help="first, M minutes of next-token training on the synthetic world's corpus (a model built "
                          "from scratch; a pretrained checkpoint does not need it), a quarter of the windows "
                          "copy windows when --copy-minutes is set")
+    bc.add_argument("--pretrain-steps", type=int, default=None,
+                    help="stop that pretraining after N steps when they come before --pretrain-minutes")
     bc.add_argument("--copy-minutes", type=float, default=0.0,
                     help="before that, at most M minutes on copy windows (a random block of ids repeated), stopping "
                          "once their NLL is below 0.3: teaches a model from scratch to copy names from its context")
@@ -171,13 +175,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
                        mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
-                       max_minutes=args.max_minutes, copy_windows=args.copy_windows)
+                       max_minutes=args.max_minutes, max_steps=args.max_steps, copy_windows=args.copy_windows)
     model, codec = _load_model(args.model, args.device)
     pretraining = args.pretrain_minutes > 0 or args.copy_minutes > 0
     stream = pack(corpus_texts(), codec.tokenizer) if pretraining or config.copy_windows else None  # and copy ids
     if pretraining:
         copying, reading = copy_then_read(model, stream, args.copy_minutes, args.pretrain_minutes, args.device,
-                                           needles=args.needles)
+                                           needles=args.needles, read_steps=args.pretrain_steps)
         reading_name = "pretraining on the corpus" + (" (1024-token windows with needles)" if args.needles else "")
         for name, nll in (("copy windows", copying), (reading_name, reading)):
             if nll:

@@ -131,6 +131,9 @@ def test_pretraining_with_needles_lowers_the_loss_and_checks_its_shape(tiny_mode
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
     reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=1e-9, device="cpu", needles=True)[1]
     assert len(reading) == 1 and reading[0] > 0  # one step of 1024-token windows
+    reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=10, device="cpu", needles=True,
+                             read_steps=2)[1]
+    assert len(reading) == 2  # the step count ends the phase long before its minutes
 
 
 def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():

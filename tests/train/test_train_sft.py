@@ -37,6 +37,20 @@ def test_sft_loss_decreases(tiny_model_dir, oracle_trajectories):
     assert losses[-1] < losses[0] - 0.5, losses
 
 
+def test_sft_max_steps_stops_there_and_ends_the_lr_schedule_there(tiny_model_dir, oracle_trajectories):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    logs = []
+    config = SFTConfig(epochs=5, lr=1e-3, warmup_steps=0, final_lr_fraction=0.0, micro_batch_size=1,
+                       mini_batch_size=1, device="cpu", max_steps=3, max_minutes=60)
+    losses = sft(model, oracle_trajectories, config, log=logs.append)
+    assert len(losses) == 3 < 5 * len(oracle_trajectories)  # the step count, not the epochs, ended it
+    assert [s["lr"] for s in logs] == pytest.approx([1e-3 * (1 - k / 3) for k in range(1, 4)])  # decays over 3
+    with pytest.raises(ValueError, match="max_steps"):
+        SFTConfig(max_steps=0)
+
+
 def test_grounded_keeps_exactly_the_trajectories_whose_answers_were_read(tiny_model_dir):
     """With one passage per search the oracle sometimes answers from privileged knowledge; those go."""
     from mem1_agent.train.sft import grounded
@@ -117,11 +131,13 @@ def test_sft_command_pretrains_filters_and_saves(tiny_model_dir, tmp_path, capsy
     out = tmp_path / "sft"
     with pytest.warns(RuntimeWarning, match="copy windows' NLL"):  # 0.002 minutes cannot form the circuit
         assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
-                     "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "0.005", "--copy-windows", "1",
-                     "--needles", "--device", "cpu"]) == 0
+                     "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "5", "--pretrain-steps", "2",
+                     "--copy-windows", "1", "--needles", "--max-steps", "1", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "copy windows: " in printed and "pretraining on the corpus (1024-token windows with needles)" in printed and "of 6 oracle trajectories are grounded" in printed
+    assert "(1024-token windows with needles): 2 steps" in printed  # --pretrain-steps before the 5 minutes
     assert "copy_nll=" in printed  # --copy-windows: copy windows in the SFT steps too
+    assert "sft step    1 " in printed and "sft step    2 " not in printed  # --max-steps 1
     trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)
     assert (out / "tokenizer" / "tokenizer.json").is_file()

@@ -243,12 +243,14 @@ NEEDLE_SEQ_LEN = 1024
 
 
 def copy_then_read(model: torch.nn.Module, stream: torch.Tensor, copy_minutes: float, read_minutes: float,
-                   device: str = "auto", needles: bool = False) -> tuple[list[float], list[float]]:
+                   device: str = "auto", needles: bool = False,
+                   read_steps: int | None = None) -> tuple[list[float], list[float]]:
     """The pretraining of a model from scratch (the demo's and ``mem1-agent sft --copy-minutes``):
     copy windows alone until their NLL is below :data:`COPY_STOP_NLL` or ``copy_minutes`` pass, then
     ``read_minutes`` of corpus windows, :data:`COPY_SHARE` of them copy windows if the copy phase ran;
     with ``needles``, corpus windows of :data:`NEEDLE_SEQ_LEN` tokens (4 a step, the same tokens) that each
-    carry a needle (:class:`PretrainConfig` ``needles``) instead. A phase with 0 minutes is skipped. Returns the per-step NLL of each phase; warns (``RuntimeWarning``)
+    carry a needle (:class:`PretrainConfig` ``needles``) instead; ``read_steps`` stops the reading phase after
+    that many steps when it comes before ``read_minutes``. A phase with 0 minutes is skipped. Returns the per-step NLL of each phase; warns (``RuntimeWarning``)
     when the copy phase hit its time cap before the circuit formed (one run on a loaded host made 344
     copy steps in 3 minutes, where ~650 in 1.8 are usual)."""
     copying, reading = [], []
@@ -263,6 +265,6 @@ def copy_then_read(model: torch.nn.Module, stream: torch.Tensor, copy_minutes: f
     if read_minutes > 0:
         shape = dict(seq_len=NEEDLE_SEQ_LEN, batch_size=4, needles=True) if needles else \
             dict(copy_fraction=COPY_SHARE if copying else 0.0)
-        reading = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=read_minutes, device=device,
-                                                         **shape))
+        reading = pretrain(model, stream, PretrainConfig(max_steps=read_steps or 10**9, max_minutes=read_minutes,
+                                                         device=device, **shape))
     return copying, reading

@@ -57,6 +57,9 @@ class SFTConfig:
     """"auto", "cpu" or "cuda"."""
     max_minutes: float | None = None
     """Stop after the optimizer step that crosses this wall time (None: run every epoch)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (None: run every epoch). A step count makes a run reproducible
+    on any machine; ``max_minutes`` beside it is a safety cap for a slow one."""
     copy_windows: int = 0
     """Copy windows (:func:`mem1_agent.train.pretrain.copy_windows`: a random block of ids repeated) drawn
     for each optimizer step, their NLL added to the loss; they need ``copy_ids``. A model taught to copy
@@ -76,6 +79,8 @@ class SFTConfig:
             raise ValueError("need epochs >= 1, lr > 0, warmup_steps >= 0 and final_lr_fraction in [0, 1]")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.copy_windows < 0 or (self.copy_windows and self.copy_seq_len < 8):
             raise ValueError(f"need copy_windows >= 0 and copy_seq_len >= 8, got {self.copy_windows} and "
                              f"{self.copy_seq_len}")
@@ -95,6 +100,8 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     if not samples:
         raise ValueError("no trajectory has a generated token to imitate; collect oracle trajectories first")
     total_steps = config.epochs * math.ceil(len(samples) / config.mini_batch_size)
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
     started = time.perf_counter()
 
     def progress(step: int) -> float:
@@ -124,7 +131,7 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
             losses.append(loss)
             if log is not None:
                 log({"epoch": epoch, "step": len(losses), "nll": loss, **stats, "lr": scheduler.get_last_lr()[0]})
-            if deadline is not None and time.perf_counter() > deadline:
+            if len(losses) >= total_steps or (deadline is not None and time.perf_counter() > deadline):
                 model.eval()
                 return losses
     model.eval()
