@@ -14,7 +14,7 @@ Steps, top to bottom:
    a real run starts from a pretrained LLM;
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
-   with the exact prefix-cache layout: 1500 steps of 8 trajectories (3346 grounded ones, ~3.6 epochs);
+   with the exact prefix-cache layout: 1300 steps of 8 trajectories (3346 grounded ones, ~3.1 epochs);
 3. RL with the clipped PPO objective on the same env, the current weights sampling each iteration,
    20 iterations; the reward is F1 plus a bonus for each supporting passage retrieved
    (``evidence_bonus``). Default ``--algo rloo``: 4 rollouts per task, advantage = reward minus the
@@ -97,7 +97,7 @@ class DemoBudget:
 
 
 FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_steps=360, pretrain_minutes=2.0, sft_episodes=5000,
-                  sft_epochs=4, sft_steps=1500, sft_minutes=8.5, ppo_iterations=20, ppo_minutes=3.5, ppo_tasks=32,
+                  sft_epochs=4, sft_steps=1300, sft_minutes=8.5, ppo_iterations=20, ppo_minutes=3.5, ppo_tasks=32,
                   compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96,
                   total_minutes=19.0, eval_minutes=3.0)
 QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_steps=3, pretrain_minutes=0.05, sft_episodes=8,
