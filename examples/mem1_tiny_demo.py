@@ -23,8 +23,9 @@ Steps, top to bottom:
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
-Every stage runs a fixed number of steps and all is seeded, so a run reproduces the README's numbers; a
-minute cap beside each step count stops a stage early on a slow or busy machine, and the run says so.
+Every stage runs a fixed number of steps and all is seeded, so a run that no cap cuts short should give
+the README's run K (the pretraining reproduced to the printed digit in three runs); a minute cap beside
+each step count stops a stage early on a slow or busy machine, and the run says so.
 
 A 64-wide, 2-layer model is far too small to do multi-hop QA well; what the demo shows is that the
 pipeline learns in CPU minutes (format, queries that copy the question's entities, some exact
@@ -105,9 +106,10 @@ QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_steps=3, p
                    compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12, total_minutes=5.0,
                    eval_minutes=1.0)
 SWEEP_WINDOW = 6144
-"""Context window of the final sweep: a full-history context that loops past it (8,869 tokens in one run at
-N = 16, where others peaked at ~5,000) overflows, as it would with a real model's window, instead of taking
-three minutes of the budget."""
+"""Context window of the final sweep: once a full-history context that loops passes it (8,869 tokens in one
+run at N = 16, where others peaked at ~5,000), the policy generates nothing more, as with a real model's
+window, instead of spending three minutes of the budget on it (the env still appends its "no valid action"
+message each turn, so the recorded peak can pass the window)."""
 TINY = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
             pretokenizer="names", oracle_episodes=500, tokenizer_passages=20_000)
 """The "names" pre-tokenizer spells every word of a name with the same ids in questions, passages and
