@@ -10,10 +10,11 @@ randomly initialised model never samples a well-formed ``<search>`` and gets no 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,27 +114,30 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
                                              config.final_lr_fraction, progress)
     rng = random.Random(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+
+    def mini_batches() -> Iterator[tuple[int, list[dict]]]:
+        for epoch in range(config.epochs):
+            order = list(range(len(samples)))
+            rng.shuffle(order)
+            for start in range(0, len(order), config.mini_batch_size):
+                yield epoch, [samples[i] for i in order[start : start + config.mini_batch_size]]
+
     losses: list[float] = []
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
-    for epoch in range(config.epochs):
-        order = list(range(len(samples)))
-        rng.shuffle(order)
-        for start in range(0, len(order), config.mini_batch_size):
-            mini = [samples[i] for i in order[start : start + config.mini_batch_size]]
-            loss = accumulate_nll(model, mini, config.micro_batch_size, pad_id, device)
-            stats = {}
-            if config.copy_windows:
-                windows = copy_windows(copy_ids, config.copy_windows, config.copy_seq_len, generator)
-                copying = window_nll(model, *windows, device)
-                copying.backward()
-                stats["copy_nll"] = copying.item()
-            clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
-            losses.append(loss)
-            if log is not None:
-                log({"epoch": epoch, "step": len(losses), "nll": loss, **stats, "lr": scheduler.get_last_lr()[0]})
-            if len(losses) >= total_steps or (deadline is not None and time.perf_counter() > deadline):
-                model.eval()
-                return losses
+    for epoch, mini in itertools.islice(mini_batches(), total_steps):
+        loss = accumulate_nll(model, mini, config.micro_batch_size, pad_id, device)
+        stats = {}
+        if config.copy_windows:
+            windows = copy_windows(copy_ids, config.copy_windows, config.copy_seq_len, generator)
+            copying = window_nll(model, *windows, device)
+            copying.backward()
+            stats["copy_nll"] = copying.item()
+        clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
+        losses.append(loss)
+        if log is not None:
+            log({"epoch": epoch, "step": len(losses), "nll": loss, **stats, "lr": scheduler.get_last_lr()[0]})
+        if deadline is not None and time.perf_counter() > deadline:
+            break
     model.eval()
     return losses
 
