@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--iterations", type=int, default=10)
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop (and checkpoint) after the iteration that crosses this wall-clock budget")
+    tr.add_argument("--save-every", type=int, default=10,
+                    help="checkpoint every N iterations, and at the end (default 10; 0: only at the end); a killed "
+                         "run rerun with the same --out resumes from its last checkpoint")
     tr.add_argument("--tasks-per-iteration", type=int, default=8)
     tr.add_argument("--group-size", type=int, default=None, help="rollouts per task (default 1 for ppo, 4 otherwise)")
     tr.add_argument("--context", default="mem1", help="mem1, full, truncate:K")
@@ -214,6 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     mini_batch_size=args.mini_batch_size)
     group_size = args.group_size or (1 if args.algo == "ppo" else 4)
     config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations, max_minutes=args.max_minutes,
+                           save_every=args.save_every,
                            tasks_per_iteration=args.tasks_per_iteration, group_size=group_size,
                            concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
                            seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project,

@@ -8,7 +8,8 @@ storing a full-history context 36 times over. Generated ids are kept as sampled:
 split is a cut *between* sampled tokens (see :func:`split_generation`), never a decode→re-encode
 (the original re-tokenised segments, so it trained on tokens it never sampled: reference/mem1.md §8, B5).
 
-Records serialise to one JSON object per line (:func:`write_jsonl`, :func:`read_jsonl`).
+Records serialise to one JSON object per line (:func:`write_jsonl`, :func:`read_jsonl`;
+:func:`truncate_torn_tail` repairs a file a kill left mid-line before a resumed run appends).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,26 +207,63 @@ def split_generation(ids: Sequence[int], decode: Callable[[Sequence[int]], str],
 
 
 def write_jsonl(path: str | Path, trajectories: Iterable[Trajectory], append: bool = True) -> None:
-    """Append (or write) one JSON line per trajectory, flushed per line so a crash loses at most one."""
+    """Append (or write) one JSON line per trajectory, each flushed and fsynced before the next one.
+
+    A kill (or power loss) can still tear the line being written; :func:`truncate_torn_tail` cuts it
+    away before a resumed run appends (issue 21, item 4).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a" if append else "w", encoding="utf-8") as fh:
         for traj in trajectories:
             fh.write(json.dumps(traj.to_dict(), ensure_ascii=False) + "\n")
             fh.flush()
+            os.fsync(fh.fileno())
 
 
 def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
-    """Load trajectories back; a torn last line (a run killed mid-write) is skipped."""
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                return
-            raise ValueError(f"{path}:{number} is not valid JSON; delete the line or the file and re-run") from None
+    """Load trajectories back; a torn last line (a run killed mid-write) is left out, the file untouched."""
+    records, _ = _scan_jsonl(Path(path))
+    for data in records:
         yield Trajectory.from_dict(data)
+
+
+def truncate_torn_tail(path: str | Path) -> int:
+    """Cut a torn last line off ``path`` (in place) so appends start on a fresh line; returns the bytes dropped."""
+    path = Path(path)
+    complete_end = _scan_jsonl(path)[1]
+    dropped = path.stat().st_size - complete_end
+    if dropped:
+        with path.open("r+b") as fh:
+            fh.truncate(complete_end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return dropped
+
+
+def _scan_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records of ``path`` and the byte offset just past the last complete one.
+
+    The file is read as bytes and each line decoded on its own: a run killed mid-write can cut a
+    multi-byte character, which must not make the whole file undecodable. The last line is torn (left
+    out) when it lacks its newline or is not valid UTF-8 JSON; such a line anywhere else is corruption
+    this code never writes, so it is an error rather than a record silently lost.
+    """
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # what follows the last newline is an unterminated, so torn, fragment
+    lines = data[:end].split(b"\n")[:-1]
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    last = filled[-1] if filled and not data[end:].strip() else None  # a line that may be torn
+    records, complete_end = [], 0
+    for i, line in enumerate(lines):
+        if line.strip():
+            try:
+                records.append(json.loads(line.decode("utf-8")))
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if i == last:
+                    return records, complete_end
+                raise ValueError(f"{path}:{i + 1} is not a complete JSON record, yet records follow it (an older "
+                                 f"version appended after a torn line); delete line {i + 1} (its episode is "
+                                 "replayed) and re-run") from None
+        complete_end += len(line) + 1
+    return records, complete_end

@@ -125,3 +125,16 @@ def test_loss_mask_covers_exactly_the_sampled_tokens():
 def test_no_shared_prefix_is_refused():
     with pytest.raises(ValueError, match="share no prefix"):
         stitched_sample([TurnTokens([1], [2]), TurnTokens([3], [4])])
+
+
+@pytest.mark.parametrize("implementation", ["flash_attention_2", "flash_attention_3", "flex_attention"])
+def test_layouts_refuse_attention_that_cannot_take_an_additive_4d_mask(implementation):
+    from mem1_agent.train.layouts import TurnTokens, collate, per_turn_samples, token_logprobs
+
+    model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=2, intermediate_size=64, vocab_size=50))
+    batch = collate(per_turn_samples([TurnTokens([1, 2, 3], [4, 5])]))
+    assert token_logprobs(model, batch).shape == batch.loss_mask.shape  # sdpa, the default, is accepted
+    model.config._attn_implementation = implementation
+    with pytest.raises(ValueError, match=f"attn_implementation='{implementation}'.*sdpa"):
+        token_logprobs(model, batch)

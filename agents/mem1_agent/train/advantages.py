@@ -6,11 +6,26 @@ reward sits on the last sampled token of the last turn (reference/mem1.md §9 "d
 on an observation token). Tokens are ordered turn by turn; observation and prompt tokens are not in
 the sequence at all, so they carry no advantage, no loss and no KL. With gamma = lam = 1 (the
 Search-R1/MEM1 setting) this is the Monte-Carlo return minus the value.
+
+Two defaults a review found wrong (issue 19, requirement 1), now fixed in
+:func:`trajectory_advantages`, the one place the learner computes advantages:
+
+* **An episode cut by the turn budget is terminal.** The budget is part of the observation ("You
+  have 0 turns left"), so the state after the last turn is one from which no reward can follow:
+  its value is 0, not V(next context). Bootstrapping treats the cut as an arbitrary time limit the
+  policy cannot see, and credits a policy that runs out of turns with the value of a state it can
+  never act from.
+* **Group baselines are never re-centred across groups.** GRPO/RLOO advantages are differences
+  within a task's group; whitening them over the whole batch shifts a group whose rollouts all
+  scored alike (advantage 0: nothing to learn from it) by the other groups' mean. Std scaling,
+  when asked for, is per group (``group_std``). Only PPO's GAE advantages are whitened.
 """
 
 from __future__ import annotations
 
 import torch
+
+from mem1_agent.train.ppo import PPOConfig
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, bootstrap: torch.Tensor,
@@ -67,3 +82,29 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch
     mean = (values * mask).sum() / n
     var = (((values - mean) * mask) ** 2).sum() / n
     return (values - mean) * torch.rsqrt(var + eps) * mask
+
+
+def trajectory_advantages(config: PPOConfig, mask: torch.Tensor, rewards: torch.Tensor,
+                          values: torch.Tensor | None = None,
+                          groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns on each trajectory's sampled tokens, for ``config.algo``.
+
+    mask: (N, T), 1 on sampled tokens. PPO: ``rewards`` (N, T) per token and ``values`` (N, T);
+    GAE with value 0 after the last token of every episode, answered or cut by the turn budget
+    (see the module docstring), whitened when ``normalize_advantages``. GRPO/RLOO: ``rewards`` (N,)
+    per trajectory and ``groups`` (N,) task-group ids; the group advantage on every sampled token,
+    never whitened (``normalize_advantages`` is PPO's only). Returns ((N, T), (N, T)); the returns
+    are 0 for the group algorithms (no value head).
+    """
+    if config.algo == "ppo":
+        if values is None:
+            raise ValueError("PPO advantages need the value head's values (N, T)")
+        terminal = torch.zeros(mask.shape[0], dtype=rewards.dtype)  # (N,): every episode end is terminal
+        advantages, returns = gae(rewards, values, mask, terminal, config.gamma, config.lam)
+        if config.normalize_advantages:
+            advantages = whiten(advantages, mask)
+        return advantages, returns
+    if groups is None:
+        raise ValueError(f"{config.algo} advantages need the task-group id of every trajectory")
+    per_trajectory = group_advantages(rewards, groups, config.group_std, leave_one_out=config.algo == "rloo")
+    return per_trajectory[:, None] * mask, torch.zeros_like(mask)

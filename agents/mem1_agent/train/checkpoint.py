@@ -1,4 +1,4 @@
-"""Checkpoints in ``save_pretrained`` format, resumable.
+"""Checkpoints in ``save_pretrained`` format, resumable, that survive a kill at any point of a save.
 
 Layout of ``OUT/`` (a folder :class:`~mem1_agent.policies.hf.TransformersPolicy` and
 ``mem1-agent eval --policy hf:OUT`` load directly)::
@@ -8,15 +8,23 @@ Layout of ``OUT/`` (a folder :class:`~mem1_agent.policies.hf.TransformersPolicy`
     value_head.pt                                            <- PPO only
     optimizer.pt                                             <- AdamW + LR scheduler state
     trainer_state.json                                       <- iteration and the learner config
+    COMPLETE                                                 <- written last: every other file and its size
 
-Files are written to a temporary sibling folder and swapped in, so a run killed mid-save keeps
-its previous checkpoint.
+A save writes ``OUT.tmp/``, fsyncs every file, writes and fsyncs ``COMPLETE``, then swaps:
+``OUT`` -> ``OUT.old``, ``OUT.tmp`` -> ``OUT``, ``OUT.old`` removed. A kill can leave any mix of the
+three folders; :func:`recover` picks the checkpoint to resume from (issue 21, item 5).
+
+No RNG state is saved: every random draw of an iteration (task draw, sampling, mini-batch order) is
+seeded from ``(config.seed, iteration)``, so a resumed run replays the iterations an uninterrupted
+run would have played.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,17 +37,15 @@ if TYPE_CHECKING:
     from mem1_agent.train.learner import State
 
 STATE_FILE = "trainer_state.json"
-
-
-def exists(out: str | Path) -> bool:
-    return (Path(out) / STATE_FILE).is_file()
+MANIFEST = "COMPLETE"
+logger = logging.getLogger(__name__)
 
 
 def save(state: State, tokenizer: Any, out: str | Path, config: Any) -> Path:
-    """Write ``state`` to ``out`` (replacing an older checkpoint there)."""
+    """Write ``state`` to ``out`` (replacing an older checkpoint there); a kill at any point leaves one to recover."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _sibling(out, "tmp")
+    _discard(tmp)
     state.model.save_pretrained(tmp)
     tokenizer.save_pretrained(str(tmp / TOKENIZER_SUBDIR))
     if state.value_head is not None:
@@ -48,15 +54,99 @@ def save(state: State, tokenizer: Any, out: str | Path, config: Any) -> Path:
                tmp / "optimizer.pt")
     meta = {"iteration": state.iteration, "config": _jsonable(config)}
     (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    _seal(tmp)
+    old = _sibling(out, "old")
     if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
         out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    tmp.rename(out)
+    _fsync_dir(out.parent)
+    _discard(old)
     return out
+
+
+def recover(out: str | Path) -> Path | None:
+    """The checkpoint to resume from after a kill at any point of :func:`save`: ``out``, or None for a fresh run.
+
+    Properties (kept by any replacement of the checkpoint format):
+
+    * a folder counts only when *complete*: its ``COMPLETE`` manifest is present (written and fsynced
+      last) and every file it lists exists with the listed size;
+    * of the complete ones among ``OUT``, ``OUT.tmp`` and ``OUT.old``, the one with the highest
+      iteration wins (ties: that order). So a save killed after sealing ``OUT.tmp`` keeps its newer
+      iteration, and a kill between the two renames (``OUT`` gone) resumes from ``OUT.tmp``, else
+      ``OUT.old``;
+    * the winner is renamed to ``OUT`` and the other folders are removed, manifest first, so a kill
+      during this cleanup leaves a state this function recovers from again;
+    * folders present but none complete is an error: a run never silently starts over;
+    * none of the three folders: None (a fresh run).
+    """
+    out = Path(out)
+    present = [path for path in (out, _sibling(out, "tmp"), _sibling(out, "old")) if path.exists()]
+    if not present:
+        return None
+    complete = [path for path in present if _is_complete(path)]
+    if not complete:
+        raise ValueError(f"no complete checkpoint in {', '.join(map(str, present))} (no {MANIFEST} manifest, or "
+                         "files missing: a save killed before it finished, or a folder written by an older version); "
+                         "move them away or pass another --out to start over")
+    best = max(complete, key=_iteration)  # max keeps the first of equals: OUT, then OUT.tmp, then OUT.old
+    for path in present:
+        if path != best:
+            _discard(path)
+    if best != out:
+        logger.warning("recovered the checkpoint of an interrupted save: %s (iteration %d) becomes %s",
+                       best, _iteration(best), out)
+        best.rename(out)
+        _fsync_dir(out.parent)
+    return out
+
+
+def _sibling(out: Path, suffix: str) -> Path:
+    return out.with_name(f"{out.name}.{suffix}")
+
+
+def _seal(folder: Path) -> None:
+    """Make ``folder``'s files durable, then write the manifest that marks it complete."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    for path in files:
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())
+    for directory in {path.parent for path in files}:
+        _fsync_dir(directory)
+    listing = {path.relative_to(folder).as_posix(): path.stat().st_size for path in files}
+    with (folder / MANIFEST).open("w", encoding="utf-8") as fh:
+        json.dump({"files": listing}, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        listing = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        return STATE_FILE in listing and all((folder / name).stat().st_size == size for name, size in listing.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no manifest, a torn one, a missing file
+        return False
+
+
+def _iteration(folder: Path) -> int:
+    return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))["iteration"]
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder``, its manifest first: a removal cut short never leaves a folder that looks complete."""
+    (folder / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the entries of ``directory`` (new files, renames): without it a power loss can undo a rename."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_into(state: State, out: str | Path) -> None:

@@ -297,6 +297,23 @@ class Reads(NamedTuple):
         return torch.zeros_like(loss_mask).scatter(1, self.slots, values.to(loss_mask.dtype)) * loss_mask
 
 
+# Attention implementations that apply an additive (B, 1, Q, K) float mask as given. flash_attention_2
+# and kernels like it take only a 2-D padding mask and would train on contexts the policy never saw.
+ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def check_attention(model: torch.nn.Module) -> None:
+    """Refuse a model whose attention cannot take the layouts' additive 4-D masks (issue 19, 1f)."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if implementation is not None and implementation not in ADDITIVE_MASK_ATTENTION:
+        raise ValueError(
+            f"the model uses attn_implementation={implementation!r}, which cannot apply the additive 4-D "
+            f"attention masks of the training layouts (every turn must see exactly its rollout context); "
+            f"load it with attn_implementation=\"sdpa\" (or \"eager\"), e.g. "
+            f"AutoModelForCausalLM.from_pretrained(path, attn_implementation=\"sdpa\")"
+        )
+
+
 def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden: bool = False) -> Reads:
     """Run ``model`` on a batch of any layout; logits (and hidden states) only where sampled tokens are read.
 
@@ -304,6 +321,7 @@ def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden
     columns) keeps the vocabulary projection off the prompt and observation slots; log-softmax
     and entropy then run on K sampled tokens per row, not on every slot.
     """
+    check_attention(model)
     if isinstance(batch, PrefixCacheBatch):
         return _read_prefix_cache(model, batch, hidden)
     n_read = int(batch.loss_mask.sum(1).max())

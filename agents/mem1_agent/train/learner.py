@@ -6,8 +6,9 @@ One iteration, top to bottom in :func:`train`:
    (rollout backends below);
 2. **prepare**: build exact samples of the chosen layout, recompute old log-probs and values
    (and reference log-probs when ``kl_coef > 0``) without gradients, then advantages: GAE over each
-   trajectory's sampled tokens with the outcome reward on the last one and V(next context) as the
-   bootstrap of a truncated episode, or ``reward − group baseline`` broadcast to every token;
+   trajectory's sampled tokens with the outcome reward on the last one (an episode cut by the turn
+   budget is terminal: no bootstrap, :mod:`mem1_agent.train.advantages` says why), or
+   ``reward − group baseline`` broadcast to every token, never re-centred across groups;
 3. **update**: ``epochs`` passes of mini-batches, each the token-mean of micro-batches with
    gradient accumulation, AdamW with warm-up and gradient clipping;
 4. **log** (stdout, TensorBoard when installed, wandb when asked) and **checkpoint**
@@ -56,7 +57,7 @@ from mem1_agent.policies.vllm_backend import (
 from mem1_agent.records import Trajectory
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 from mem1_agent.train import checkpoint
-from mem1_agent.train.advantages import gae, group_advantages, whiten
+from mem1_agent.train.advantages import trajectory_advantages
 from mem1_agent.train.device import autocast, resolve_device, to_device
 from mem1_agent.train.layouts import collate
 from mem1_agent.train.logger import Logger
@@ -115,8 +116,10 @@ class LearnerConfig:
     """"auto" (CUDA + bf16 autocast when available), "cpu" or "cuda"."""
     out: Path | None = None
     """Checkpoint folder (``save_pretrained`` layout); None: no checkpoint."""
-    save_every: int = 0
-    """Checkpoint every this many iterations (0: only at the end)."""
+    save_every: int = 10
+    """Checkpoint every this many iterations, and always at the end (0: only at the end). A killed run resumes
+    from its last checkpoint, so 10 loses at most 10 iterations of work while keeping saves (weights plus
+    AdamW state: about 12 bytes per parameter written) rare."""
     tensorboard: bool = True
     """Write TensorBoard scalars to ``<out>-tb/`` when ``tensorboard`` is installed."""
     wandb_project: str | None = None
@@ -147,6 +150,8 @@ class LearnerConfig:
         make_strategy(self.context)
         if self.rollout_backend not in ROLLOUT_BACKENDS:
             raise ValueError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}")
+        if self.save_every < 0:
+            raise ValueError(f"save_every must be >= 0 (0: checkpoint only at the end), got {self.save_every}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0 (or None for no cap), got {self.max_minutes}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
@@ -212,12 +217,13 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
     """Train ``model`` in place; returns one dict of logged scalars per iteration."""
     device = resolve_device(config.device)
     state = make_state(model, config, device)
-    if resume and config.out is not None and checkpoint.exists(config.out):
+    if resume and config.out is not None and checkpoint.recover(config.out) is not None:
         checkpoint.load_into(state, config.out)
+        print(f"resuming from {config.out} after iteration {state.iteration}", flush=True)
     engine = make_rollout_engine(state.model, codec, config, device)  # before any env: fails fast
     make_env = make_env or _env_factory(config)
     envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
-    logger = Logger(config.out, config.tensorboard, config.wandb_project, config)
+    logger = Logger(config.out, config.tensorboard, config.wandb_project, config, first_step=state.iteration + 1)
     history, run_started = [], time.perf_counter()
     try:
         while state.iteration < config.iterations:
@@ -312,34 +318,14 @@ def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], gro
             r = token_rewards(trajectory)
             rewards[i, : len(r)] = torch.tensor(r)
         values = to_trajectory_view(old_values, data)  # (N, T)
-        bootstrap = _bootstrap_values(state, trajectories, config, device)  # (N,)
-        advantages, returns = gae(rewards, values, mask, bootstrap, config.ppo.gamma, config.ppo.lam)
+        advantages, returns = trajectory_advantages(config.ppo, mask, rewards, values)
         ev = explained_variance(values, returns, mask)
     else:
         rewards = torch.tensor([sum(t.reward for t in traj.turns) for traj in trajectories])
-        per_traj = group_advantages(rewards, torch.tensor(list(groups)), config.ppo.group_std,
-                                    leave_one_out=config.ppo.algo == "rloo")
-        advantages, returns, ev = per_traj[:, None] * mask, torch.zeros_like(mask), float("nan")
-    if config.ppo.normalize_advantages:
-        advantages = whiten(advantages, mask)
+        advantages, returns = trajectory_advantages(config.ppo, mask, rewards, groups=torch.tensor(list(groups)))
+        ev = float("nan")
     return {"old_logprobs": old_lp, "old_values": old_values, "ref_logprobs": ref_lp, "explained_variance": ev,
             "advantages": to_sample_view(advantages, data), "returns": to_sample_view(returns, data)}
-
-
-def _bootstrap_values(state: State, trajectories: Sequence[Trajectory], config: LearnerConfig,
-                      device: torch.device) -> torch.Tensor:
-    """V(next context) for an episode cut by its turn budget (the return does not stop at a time limit); 0 otherwise."""
-    out = torch.zeros(len(trajectories))
-    strategy = make_strategy(config.context)
-    for i, trajectory in enumerate(trajectories):
-        last = trajectory.turns[-1] if trajectory.turns else None
-        if last is None or last.terminated or not last.truncated:
-            continue
-        ids = torch.tensor([strategy.build(trajectory).token_ids], device=device)  # (1, T)
-        with autocast(device):
-            hidden = state.model(input_ids=ids, output_hidden_states=True).hidden_states[-1]  # (1, T, H)
-            out[i] = float(state.value_head(hidden[:, -1:])[0, 0])
-    return out
 
 
 def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, config: LearnerConfig,

@@ -16,7 +16,8 @@ SHOWN = ("reward", "em", "valid_action_rate", "approx_kl", "clip_frac", "explain
 class Logger:
     """Fans scalars out to stdout, TensorBoard (``out/tb``) and wandb."""
 
-    def __init__(self, out: Path | None, tensorboard: bool, wandb_project: str | None, config: Any) -> None:
+    def __init__(self, out: Path | None, tensorboard: bool, wandb_project: str | None, config: Any,
+                 first_step: int = 1) -> None:
         self.writer = None
         self.run = None
         if tensorboard and out is not None:
@@ -25,7 +26,8 @@ class Logger:
             else:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(Path(out).with_name(Path(out).name + "-tb")))
+                # A resumed run hides the steps logged after its checkpoint, which it plays again.
+                self.writer = SummaryWriter(str(Path(out).with_name(Path(out).name + "-tb")), purge_step=first_step)
         if wandb_project:
             try:
                 import wandb

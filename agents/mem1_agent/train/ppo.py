@@ -42,9 +42,10 @@ class PPOConfig:
     lam: float = 1.0
     """GAE lambda."""
     normalize_advantages: bool = True
-    """Whiten advantages over the batch's sampled tokens."""
+    """PPO only: whiten the GAE advantages over the batch's sampled tokens. GRPO/RLOO advantages are
+    never re-centred across groups (a group that scored alike keeps advantage 0); see ``group_std``."""
     group_std: bool = False
-    """GRPO: divide by the group's reward std."""
+    """GRPO/RLOO: divide each group's advantages by that group's reward std (never the batch's)."""
     lr: float = 1e-5
     """AdamW learning rate after warm-up."""
     warmup_steps: int = 0
