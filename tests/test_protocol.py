@@ -61,6 +61,40 @@ def test_parser_is_linear_on_many_unclosed_tags():
     assert parse_action("<search><think>" * 200_000).type is ActionType.INVALID
 
 
+# Issue 19, 1e: a tag written while thinking is a thought, never the action, in all three families.
+THOUGHT_TAGS = [
+    # (turn, QA action, web action, shop action); None: no action (invalid)
+    ("<think>I could <search>x</search> next</think><answer>y</answer>", ("answer", "y"), ("answer", "y"), None),
+    ("<think>not <answer>bad</answer> yet</think><search>real</search>", ("search", "real"), ("search", "real"), None),
+    ("<think>a</think><think>b <search>no</search></think><search>yes</search>", ("search", "yes"), ("search", "yes"), None),
+    ("<think>still thinking <search>x</search>", None, None, None),  # unclosed: everything after is thought
+    ("<think>try <open>http://a.test/</open></think><open>http://b.test/</open>", None, ("open", "http://b.test/"), None),
+    ("<think>x <answer>click[buy now]</answer></think><summary>s</summary><answer>search[shoes]</answer>",
+     ("answer", "search[shoes]"), ("answer", "search[shoes]"), ("search", "shoes")),
+]
+
+
+@pytest.mark.parametrize("text, qa, web, shop", THOUGHT_TAGS)
+def test_tags_inside_think_are_never_the_action(text, qa, web, shop):
+    for parse, expected, content in ((parse_action, qa, "content"), (protocol.parse_web_action, web, "content"),
+                                     (protocol.parse_shop_action, shop, "argument")):
+        parsed = parse(text)
+        got = (parsed.type.name.lower(), getattr(parsed, content)) if parsed.valid else None
+        assert got == expected, (parse.__name__, parsed)
+        if expected is None and protocol.unclosed_think(text):
+            assert parsed.error == protocol.UNCLOSED_THINK_ERROR
+
+
+def test_think_containing_tags_is_the_internal_state():
+    parsed = parse_action("<think>plan: <search>x</search> then answer</think>\n<answer>y</answer>")
+    assert parsed.think == "plan: <search>x</search> then answer"
+
+
+def test_think_skipping_is_linear_on_many_think_blocks():
+    parsed = parse_action("<think>a <search>b</search></think>" * 20_000 + "<search>q</search>")
+    assert (parsed.type, parsed.content) == (ActionType.SEARCH, "q")
+
+
 def test_split_answers():
     assert split_answers(" a ;b;  c d ") == ["a", "b", "c d"]
     assert split_answers("") == [""]

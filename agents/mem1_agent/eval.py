@@ -3,23 +3,28 @@
 ``run_eval`` plans the episodes of every env id (a seeded draw of distinct task indices of the
 split, so ``--context mem1`` and ``--context full`` play identical tasks), skips the task ids already
 finished in ``OUT/<env>.<context>.jsonl``, plays the rest with :func:`mem1_agent.rollout.rollout`
-(one trajectory appended per line as soon as it ends), and summarises every planned trajectory.
+(one trajectory appended per line, fsynced, as soon as it ends), and summarises every planned trajectory.
+A torn last line left by a run killed mid-write is cut away on start and its episode replayed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mem1_agent.context import make_strategy
+from mem1_agent.mem1_eval import PaperMetrics, paper_metrics
 from mem1_agent.metrics import Summary, TrajectoryMetrics, summarize, trajectory_metrics
 from mem1_agent.policies.base import Policy
-from mem1_agent.records import Trajectory, read_jsonl, write_jsonl
+from mem1_agent.records import Trajectory, read_jsonl, truncate_torn_tail, write_jsonl
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
 
 _HORIZON_RE = re.compile(r"\A(.*-)(\d+)\Z")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,10 @@ class Cell:
     keys: list[str]
     """Episode keys (task ids) in plan order."""
     trajectories: dict[str, Trajectory] = field(default_factory=dict)
+    golds: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    """Gold aliases of each episode key (QA tasks), for the ``paper_`` metrics; empty for other envs."""
+    count_tokens: Callable[[str], int] | None = None
+    """Counts tokens of text for the ``paper_`` metrics (the policy's tokenizer); None: not computed."""
 
     @property
     def todo(self) -> list[EpisodeSpec]:
@@ -87,8 +96,15 @@ class Cell:
     def metrics(self) -> list[TrajectoryMetrics]:
         return [trajectory_metrics(self.trajectories[k]) for k in self.keys if k in self.trajectories]
 
+    def paper_metrics(self) -> list[PaperMetrics]:
+        """The finished trajectories as MEM1's eval script scores them (those with known golds)."""
+        if self.count_tokens is None:
+            return []
+        done = [k for k in self.keys if k in self.trajectories and k in self.golds]
+        return [paper_metrics(self.trajectories[k], self.golds[k], self.count_tokens) for k in done]
+
     def summary(self) -> Summary:
-        return summarize(self.metrics())
+        return summarize(self.metrics(), self.paper_metrics())
 
 
 def record_path(out: Path, env_id: str, context: str) -> Path:
@@ -101,9 +117,11 @@ def plan(config: EvalConfig, policy: Policy, make_env: Any) -> list[Cell]:
     for env_id in config.env_ids():
         env = make_env(env_id)
         specs, keys = _draw_episodes(env, config.episodes, config.seed)
+        golds = {task.id: tuple(task.golds) for task in getattr(env.unwrapped, "tasks", None) or ()}
         env.close()
         for context in config.contexts:
-            cell = Cell(env_id, context, record_path(config.out, env_id, context), specs, keys)
+            cell = Cell(env_id, context, record_path(config.out, env_id, context), specs, keys, golds=golds,
+                        count_tokens=_token_counter(policy))
             _load_finished(cell, policy)
             cells.append(cell)
     return cells
@@ -123,6 +141,11 @@ def _draw_episodes(env: Any, episodes: int, seed: int) -> tuple[list[EpisodeSpec
     return specs, [tasks[s.task_index].id for s in specs]
 
 
+def _token_counter(policy: Policy) -> Callable[[str], int]:
+    codec = policy.codec
+    return lambda text: len(codec.encode(text))
+
+
 def _episode_key(trajectory: Trajectory) -> str:
     return trajectory.task_id or f"seed-{trajectory.seed}"
 
@@ -130,6 +153,11 @@ def _episode_key(trajectory: Trajectory) -> str:
 def _load_finished(cell: Cell, policy: Policy) -> None:
     if not cell.path.is_file():
         return
+    # Before anything is appended: a rerun that wrote after a torn line would corrupt the file (issue 21).
+    dropped = truncate_torn_tail(cell.path)
+    if dropped:
+        logger.warning("%s: dropped a torn last line (%d bytes, a run killed mid-write); "
+                       "its episode will be replayed", cell.path, dropped)
     for trajectory in read_jsonl(cell.path):
         if trajectory.policy != policy.name:
             raise ValueError(

@@ -22,6 +22,10 @@ Per trajectory (:class:`TrajectoryMetrics`):
 * **Turns**, **valid-action rate** (turns the env parsed as a search or an answer), **wall
   seconds** (reset to last step, as a user waits for it), and the generation and env seconds
   attributed to it.
+
+Next to these, :class:`Summary` holds the ``paper_`` values: what MEM1's released eval script
+computes from the same records (:mod:`mem1_agent.mem1_eval`; ``docs/metrics.md`` lists the
+differences and why ours differ).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import fmean
 
+from mem1_agent.mem1_eval import PaperMetrics
 from mem1_agent.records import Trajectory
 
 
@@ -133,6 +138,18 @@ class Summary:
     """Valid turns / all turns, pooled over trajectories."""
     wall_seconds: float
     """Mean wall time per trajectory."""
+    paper_em_sum: float | None = None
+    """Mean EM count by the rules of MEM1's eval script (no article removal, 0 on an answer-count
+    mismatch, turns 0-9 only); None when not computed (no gold answers, e.g. WebShop)."""
+    paper_f1_sum: float | None = None
+    """Mean summed F1 by those rules (F1 over token sets)."""
+    paper_peak_tokens: float | None = None
+    """The script's mean peak tokens (prompt never counted, the think counted twice), over the
+    ``paper_peak_kept`` trajectories its rollout-time substring match keeps; None when it keeps none."""
+    paper_peak_kept: int = 0
+    """Trajectories in ``paper_peak_tokens`` (the script leaves out those whose match is 0)."""
+    paper_dependency: float | None = None
+    """The script's mean dependency, ``Σ (c + ℓ // 2)·ℓ`` over think and response segments."""
 
     @property
     def evidence_text(self) -> str:
@@ -142,7 +159,8 @@ class Summary:
         return asdict(self)
 
 
-def summarize(metrics: Sequence[TrajectoryMetrics]) -> Summary:
+def summarize(metrics: Sequence[TrajectoryMetrics], paper: Sequence[PaperMetrics] = ()) -> Summary:
+    """Means over ``metrics``; ``paper`` (the same trajectories by MEM1's eval rules) fills the ``paper_`` fields."""
     if not metrics:
         raise ValueError("no trajectories to summarise; run at least one episode")
     n_obj = max(m.n_objectives for m in metrics)
@@ -167,4 +185,20 @@ def summarize(metrics: Sequence[TrajectoryMetrics]) -> Summary:
         turns=fmean(m.turns for m in metrics),
         valid_action_rate=sum(m.valid_turns for m in metrics) / max(1, sum(m.turns for m in metrics)),
         wall_seconds=fmean(m.wall_seconds for m in metrics),
+        **_paper_fields(paper),
     )
+
+
+def _paper_fields(paper: Sequence[PaperMetrics]) -> dict:
+    """The ``paper_`` means, each over the trajectories MEM1's eval script averages that value over."""
+    if not paper:
+        return {}
+    peaks = [p.peak_tokens for p in paper if p.peak_tokens is not None]
+    dependencies = [p.dependency for p in paper if p.dependency is not None]
+    return {
+        "paper_em_sum": fmean(p.em for p in paper),
+        "paper_f1_sum": fmean(p.f1 for p in paper),
+        "paper_peak_tokens": fmean(peaks) if peaks else None,
+        "paper_peak_kept": len(peaks),
+        "paper_dependency": fmean(dependencies) if dependencies else None,
+    }

@@ -25,16 +25,31 @@ COLUMNS = (
     ("valid actions", "{s.valid_action_rate:.1%}"),
     ("turns", "{s.turns:.1f}"),
 )
+# What MEM1's released eval script computes from the same records (mem1_eval.py, docs/metrics.md),
+# shown when some row has them; the peak says how many trajectories its filter kept.
+PAPER_COLUMNS = (
+    ("paper EM", lambda s: _number(s.paper_em_sum, ".3f")),
+    ("paper F1", lambda s: _number(s.paper_f1_sum, ".3f")),
+    ("paper peak (kept)", lambda s: f"{_number(s.paper_peak_tokens, '.0f')} ({s.paper_peak_kept}/{s.n})"),
+    ("paper dependency", lambda s: _number(s.paper_dependency, ".3g")),
+)
 
 
 def summaries_of(cells: Sequence[Cell]) -> list[Summary]:
     return [cell.summary() for cell in cells if cell.trajectories]
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def markdown_table(summaries: Sequence[Summary]) -> str:
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(fmt.format(s=s) for _, fmt in COLUMNS) + " |" for s in summaries]
+    paper = PAPER_COLUMNS if any(s.paper_em_sum is not None for s in summaries) else ()
+    names = [name for name, _ in COLUMNS] + [name for name, _ in paper]
+    header = "| " + " | ".join(names) + " |"
+    rule = "|" + "|".join("---" for _ in names) + "|"
+    rows = ["| " + " | ".join([fmt.format(s=s) for _, fmt in COLUMNS] + [cell(s) for _, cell in paper]) + " |"
+            for s in summaries]
     return "\n".join([header, rule, *rows])
 
 
@@ -67,7 +82,9 @@ def write_reports(cells: Sequence[Cell], config: EvalConfig, policy_name: str, t
     paths["markdown"].write_text(
         f"# MEM1 evaluation\n\nPolicy `{policy_name}`; tokens counted with {tokenizer}; split `{config.split}`, "
         f"seed {config.seed}, {config.episodes} tasks per row. Peak tokens and dependency include the task "
-        "prompt unless stated (metrics.py documents the definitions).\n\n"
+        "prompt unless stated (metrics.py documents the definitions). Columns named paper are what MEM1's "
+        "released eval script computes from the same records, tokens counted with the same tokenizer "
+        "(docs/metrics.md lists how they differ).\n\n"
         f"{table}\n\n![context tokens per turn]({paths['plot'].name})\n",
         encoding="utf-8",
     )

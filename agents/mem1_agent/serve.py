@@ -4,9 +4,9 @@
     curl http://127.0.0.1:8000/v1/completions -d '{"prompt": "Q: ...", "max_tokens": 32, "stop": ["</search>"]}'
 
 Endpoints: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (non-streaming,
-``n = 1``) and ``GET /stats`` (requests served and ``generate`` calls made). Any folder
-:class:`~mem1_agent.policies.hf.TransformersPolicy` loads works: a ``save_pretrained`` checkpoint, a
-tiny model from ``mem1-agent make-tiny``, a hub snapshot on disk.
+``n = 1``), ``GET /stats`` (requests served and ``generate`` calls made) and ``GET /health`` (no key
+needed). Any folder :class:`~mem1_agent.policies.hf.TransformersPolicy` loads works: a
+``save_pretrained`` checkpoint, a tiny model from ``mem1-agent make-tiny``, a hub snapshot on disk.
 
 * **Batching**: requests that arrive within ``batch_window_ms`` of each other (up to ``max_batch``)
   are decoded in one ``generate`` call; rows with their own ``max_tokens`` and stop strings stop on
@@ -19,9 +19,16 @@ tiny model from ``mem1-agent make-tiny``, a hub snapshot on disk.
   joined with newlines, so one user message is exactly a completions prompt (the tiny models have
   no template and the agent's chat client sends its whole context as one user message).
 * ``seed`` is accepted and ignored: the sampler is seeded once when the server starts.
+* **Limits** (:class:`~mem1_agent.serve_api.RequestLimits`, each a flag): a body over
+  ``--max-body-bytes`` is refused with 413 before it is read, a prompt over ``--max-prompt-chars``
+  with 422 before it is tokenized; fields of the wrong type or out of range get 422 with the reason.
+  Parsing and tokenizing run off the event loop (the model's own thread tokenizes), so a large
+  request never holds up ``/health`` or ``/v1/models``.
 
 Binds 127.0.0.1 unless told otherwise: a model server should not be reachable from the network
-by accident. ``--api-key`` makes every request need ``Authorization: Bearer KEY``.
+by accident. When ``$MEM1_AGENT_API_KEY`` is set (or the variable ``--api-key-env`` names), every
+request needs ``Authorization: Bearer <its value>``; a key is never taken on the command line,
+where ``ps`` shows it to every user of the machine.
 """
 
 # No ``from __future__ import annotations``: FastAPI resolves the endpoint annotations (``Request``,
@@ -29,16 +36,21 @@ by accident. ``--api-key`` makes every request need ``Authorization: Bearer KEY`
 import argparse
 import asyncio
 import dataclasses
+import hmac
+import json
+import os
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mem1_agent.policies.base import Generation, GenerationRequest, SamplingConfig
-from mem1_agent.serve_api import RequestError
+from mem1_agent.serve_api import RequestError, RequestLimits, number
+
+API_KEY_ENV = "MEM1_AGENT_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,9 @@ class ServeConfig:
     default_max_tokens: int = 256
     """max_tokens when a request gives none."""
     api_key: str | None = field(default=None, repr=False)
-    """If set, every request needs ``Authorization: Bearer <key>``."""
+    """If set, every request needs ``Authorization: Bearer <key>`` (the command reads it from the environment)."""
+    limits: RequestLimits = RequestLimits()
+    """Largest body, prompt and stop strings a request may send."""
 
     def __post_init__(self) -> None:
         if not (Path(self.model) / "config.json").is_file():
@@ -106,6 +120,12 @@ class Batcher:
         self._queue: asyncio.Queue | None = None
         # One worker thread: the model is not safe to call from two threads at once.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+
+    async def on_model_thread(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the thread that runs the model, so the event loop stays free while a long
+        prompt is tokenized. Not another thread: a fast tokenizer used from two threads at once can
+        raise "Already borrowed" (huggingface/tokenizers#537)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def submit(self, job: _Job) -> Generation:
         future = asyncio.get_running_loop().create_future()
@@ -178,6 +198,7 @@ def create_app(config: ServeConfig, policy: Any | None = None) -> Any:
     from mem1_agent.serve_api import chat_prompt, check_body, completion_choice, error_body
 
     policy = policy if policy is not None else load_policy(config)
+    expected_key = f"Bearer {config.api_key}".encode() if config.api_key else None
     batcher = Batcher(policy, config.max_batch, config.batch_window_ms / 1000)
     created = int(time.time())
 
@@ -192,7 +213,8 @@ def create_app(config: ServeConfig, policy: Any | None = None) -> Any:
 
     @app.middleware("http")
     async def authorise(request: Request, call_next):
-        if config.api_key and request.headers.get("authorization") != f"Bearer {config.api_key}":
+        sent = request.headers.get("authorization", "").encode()
+        if expected_key and request.url.path != "/health" and not hmac.compare_digest(sent, expected_key):
             return JSONResponse(error_body("missing or wrong API key; send Authorization: Bearer KEY", 401), 401)
         return await call_next(request)
 
@@ -209,9 +231,14 @@ def create_app(config: ServeConfig, policy: Any | None = None) -> Any:
     async def stats():
         return batcher.stats
 
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
     async def complete(body: dict, prompt_text: str, chat: bool) -> dict:
-        prompt_ids = _encode(policy, prompt_text, body, chat)
-        job = _job(body, prompt_ids, prompt_text, config, policy.window)
+        sampling = _sampling(body, config)  # checked before the prompt costs any tokenizing
+        prompt_ids = await batcher.on_model_thread(_encode, policy, prompt_text, body, chat)
+        job = _job(sampling, prompt_ids, prompt_text, policy.window)
         generation = await batcher.submit(job)
         choice = completion_choice(generation, job.stop, policy.codec, chat, bool(body.get("return_tokens_as_token_ids")))
         usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": len(generation.token_ids)}
@@ -223,21 +250,27 @@ def create_app(config: ServeConfig, policy: Any | None = None) -> Any:
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = check_body(await _json(request), config.name, chat=False)
+        body = check_body(await _json(request, config.limits.max_body_bytes), config.name, False, config.limits)
         return await complete(body, body["prompt"], chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = check_body(await _json(request), config.name, chat=True)
+        body = check_body(await _json(request, config.limits.max_body_bytes), config.name, True, config.limits)
         return await complete(body, chat_prompt(body["messages"]), chat=True)
 
     return app
 
 
-async def _json(request: Any) -> dict:
+async def _json(request: Any, max_bytes: int) -> dict:
+    """The body as a JSON object, read up to ``max_bytes`` and parsed off the event loop."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > max_bytes:
+            raise RequestError(f"the request body is over {max_bytes} bytes (the server's --max-body-bytes)", 413)
     try:
-        body = await request.json()
-    except ValueError:
+        body = await asyncio.to_thread(json.loads, bytes(data))
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise RequestError("the request body is not JSON") from None
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
@@ -254,25 +287,41 @@ def _encode(policy: Any, prompt_text: str, body: dict, chat: bool) -> tuple[int,
     return codec.encode(prompt_text)
 
 
-def _job(body: dict, prompt_ids: tuple[int, ...], prompt_text: str, config: ServeConfig, window: int | None) -> _Job:
-    max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or config.default_max_tokens)
-    if not 1 <= max_tokens <= config.max_tokens_limit:
-        raise RequestError(f"max_tokens must be in 1..{config.max_tokens_limit} (the server's --max-tokens-limit), got {max_tokens}")
-    if not prompt_ids:
-        raise RequestError("the prompt is empty")
-    if window is not None and len(prompt_ids) + max_tokens > window:
+class _Sampling(NamedTuple):
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+
+
+def _sampling(body: dict, config: ServeConfig) -> _Sampling:
+    """How a request wants to be sampled, checked."""
+    # "is not None", not "or": max_tokens 0 used to fall through to the default (issue 21)
+    key = "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
+    max_tokens = number(body, key, config.default_max_tokens, low=1, integer=True)
+    if max_tokens > config.max_tokens_limit:
         raise RequestError(
-            f"the prompt has {len(prompt_ids)} tokens; with max_tokens={max_tokens} it exceeds the model's "
-            f"window of {window}: shorten the prompt or lower max_tokens"
+            f"{key} must be at most {config.max_tokens_limit} (the server's --max-tokens-limit), got {max_tokens}", 422
         )
-    stop = body.get("stop") or ()
-    stop = (stop,) if isinstance(stop, str) else tuple(stop)
-    temperature = float(body.get("temperature", 1.0))
-    top_p = float(body.get("top_p", 1.0))
+    temperature = float(number(body, "temperature", 1.0, low=0))
+    top_p = float(number(body, "top_p", 1.0, low=0, high=1))
     try:
         SamplingConfig(temperature=temperature, top_p=top_p)
     except ValueError as err:
-        raise RequestError(str(err)) from None
+        raise RequestError(str(err), 422) from None
+    stop = body.get("stop") or ()
+    return _Sampling(max_tokens, temperature, top_p, (stop,) if isinstance(stop, str) else tuple(stop))
+
+
+def _job(sampling: _Sampling, prompt_ids: tuple[int, ...], prompt_text: str, window: int | None) -> _Job:
+    max_tokens, temperature, top_p, stop = sampling
+    if not prompt_ids:
+        raise RequestError("the prompt is empty", 422)
+    if window is not None and len(prompt_ids) + max_tokens > window:
+        raise RequestError(
+            f"the prompt has {len(prompt_ids)} tokens; with max_tokens={max_tokens} it exceeds the model's "
+            f"window of {window}: shorten the prompt or lower max_tokens", 422,
+        )
     return _Job(prompt_ids, prompt_text, stop, max_tokens, temperature, top_p)
 
 
@@ -281,7 +330,8 @@ def _job(body: dict, prompt_ids: tuple[int, ...], prompt_text: str, config: Serv
 
 def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``serve`` to an argparse subparsers object; the parsed args go to :func:`cmd_serve`."""
-    parser = subparsers.add_parser("serve", help="serve a local model over an OpenAI-compatible HTTP API")
+    parser = subparsers.add_parser("serve", help="serve a local model over an OpenAI-compatible HTTP API "
+                                                 f"(API key, if any, from ${API_KEY_ENV})")
     _add_arguments(parser)
     parser.set_defaults(func=cmd_serve)
     return parser
@@ -297,23 +347,53 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=defaults["max_batch"], help="requests per generate call")
     parser.add_argument("--batch-window-ms", type=float, default=defaults["batch_window_ms"],
                         help="how long a request waits for others to batch with")
-    parser.add_argument("--max-tokens-limit", type=int, default=defaults["max_tokens_limit"])
-    parser.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY on every request")
+    parser.add_argument("--max-tokens-limit", type=int, default=defaults["max_tokens_limit"],
+                        help="largest max_tokens a request may ask for (default %(default)s)")
+    limits = RequestLimits()
+    for name, help_text in (("max_body_bytes", "largest request body; more gets 413"),
+                            ("max_prompt_chars", "longest prompt in characters; more gets 422"),
+                            ("max_stop_strings", "most stop strings per request"),
+                            ("max_stop_chars", "longest stop string")):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(limits, name),
+                            help=f"{help_text} (default %(default)s)")
+    parser.add_argument("--api-key-env", default=None, metavar="NAME",
+                        help=f"environment variable holding the API key that every request must send as "
+                             f"Authorization: Bearer KEY (default {API_KEY_ENV}; unset: no key). Keys are never "
+                             f"taken on the command line, where ps shows them to every user")
+    parser.add_argument("--api-key", default=None, help=argparse.SUPPRESS)  # refused with the remedy: _api_key
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
 
+    limits = RequestLimits(max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
+                           max_stop_strings=args.max_stop_strings, max_stop_chars=args.max_stop_chars)
     config = ServeConfig(
         model=args.model, served_name=args.served_name, host=args.host, port=args.port, device=args.device,
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, max_tokens_limit=args.max_tokens_limit,
-        default_max_tokens=min(ServeConfig.default_max_tokens, args.max_tokens_limit), api_key=args.api_key,
+        default_max_tokens=min(ServeConfig.default_max_tokens, args.max_tokens_limit), api_key=_api_key(args),
+        limits=limits,
     )
     app = create_app(config)
-    print(f"serving {config.name} on http://{config.host}:{config.port}/v1", flush=True)
+    keyed = f" (requests need Authorization: Bearer ${args.api_key_env or API_KEY_ENV})" if config.api_key else ""
+    print(f"serving {config.name} on http://{config.host}:{config.port}/v1{keyed}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     return 0
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from the environment variable ``--api-key-env`` names (issue 21: ``--api-key`` showed in ``ps``)."""
+    name = args.api_key_env or API_KEY_ENV
+    if args.api_key is not None:
+        raise ValueError(f"--api-key is not taken: a command line shows in ps to every user of the machine; "
+                         f"put the key in ${name} instead (export {name}=...)")
+    key = os.environ.get(name)
+    if args.api_key_env and not key:
+        raise ValueError(
+            f"--api-key-env {name}: ${name} is not set; export it with the key, or drop the flag to serve without one"
+        )
+    return key or None
 
 
 def main(argv: list[str] | None = None) -> int:

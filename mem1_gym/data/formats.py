@@ -8,7 +8,8 @@ One code path for real and synthetic data: the synthetic world is written with
   optional ``metadata`` fields: ``source``, ``kind``, ``gold_doc_ids``, ``hops``.
 * MEM1 multi-objective parquet (reference/mem1.md §3.2): ``data_source``, ``prompt`` (one user
   message that ends with ``Answer the following questions: q1?; q2?``), ``reward_model.ground_truth
-  .target`` (one alias list per question), ``extra_info.indices``.
+  .target`` (one alias list per question), ``extra_info.indices``. The prompt's text is kept as
+  :attr:`Task.prompt`.
 
 Errors name the file, the row and the fix. pyarrow is imported only when a parquet file is read.
 """
@@ -114,7 +115,8 @@ def write_qa_jsonl(items: Iterable[QAItem], path: str | Path) -> Path:
 
 
 def load_mem1_parquet(path: str | Path) -> list[Task]:
-    """Read MEM1's multi-objective parquet: one :class:`Task` per row, questions parsed from the prompt."""
+    """Read MEM1's multi-objective parquet: one :class:`Task` per row, questions parsed from its prompt,
+    which the task keeps (:attr:`Task.prompt`)."""
     path = Path(path)
     rows = _read_parquet(path)
     if not rows:
@@ -143,7 +145,8 @@ def parse_mem1_questions(prompt_text: str) -> list[str]:
 
 def _task_from_row(row: Mapping[str, Any], where: str, row_no: int) -> Task:
     source = str(row.get("data_source") or "unknown")
-    questions = parse_mem1_questions(_user_content(row.get("prompt"), where))
+    prompt = _user_content(row.get("prompt"), where)
+    questions = parse_mem1_questions(prompt)
     if not questions and row.get("question"):
         questions = [str(row["question"])]  # a single-objective row ends with "Question: q" instead
     targets = _targets(row.get("reward_model"), where)
@@ -166,7 +169,8 @@ def _task_from_row(row: Mapping[str, Any], where: str, row_no: int) -> Task:
         )  # fmt: skip
         for i, (question, aliases) in enumerate(zip(questions, targets))
     )
-    return Task(task_id, items)
+    # The stored prompt is what MEM1's checkpoint read for this row: prompt_format="mem1" shows it verbatim.
+    return Task(task_id, items, prompt=prompt)
 
 
 def _user_content(prompt: Any, where: str) -> str:

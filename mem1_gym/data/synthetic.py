@@ -15,8 +15,9 @@ Files, in the formats real data uses, so the envs read both through one code pat
   (``kind`` single/bridge/comparison, ``gold_doc_ids``, ``hops`` with keyword queries). BM25
   (bm25s, English stopwords) ranks a hop's gold passage in the top 3 for 99.98% of the hop
   queries of the default world (tests/data/test_synthetic.py checks >= 90%).
-* ``world.json``: the config, the generator version and the counts; written last, so its presence
-  marks a complete world.
+* ``world.json``: the config, the generator version and the counts.
+* ``manifest.json``: each file's size and hash, written last by :func:`ensure_world`
+  (:mod:`mem1_gym.data.manifest`); a world that does not match it is regenerated with a warning.
 
 Splits are disjoint by entity: a question's split is that of the entities it names (a person and
 their companies and works share a split; see mem1_gym.data.synthetic_entities), so no question id,
@@ -24,7 +25,8 @@ question text or named entity is shared between splits.
 
 Size: ``WorldConfig(n_passages=100_000)`` for benchmarks (any size up to 5M). Measured on 2 CPU
 cores, the first ``ensure_world`` takes about 1 s for the default 20,000 passages (17 MB on disk)
-and 5–6 s for 100,000 (82 MB); later calls only check ``world.json``.
+and 5–6 s for 100,000 (82 MB); later calls check the files against the manifest (~12 ms for the
+default world, once per process).
 
 >>> world = generate_world(WorldConfig(n_passages=600))
 >>> len(world.corpus) >= 600 and sorted(world.questions) == ["test", "train", "validation"]
@@ -36,16 +38,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mem1_gym.data import synthetic_questions as sq
 from mem1_gym.data.cache import cache_dir
 from mem1_gym.data.formats import write_qa_jsonl
+from mem1_gym.data.manifest import ensure_built
 from mem1_gym.data.synthetic_entities import SPLITS, Entities, Entity
 from mem1_gym.data.synthetic_graph import build_entities
 from mem1_gym.data.synthetic_text import iter_passages, title_line
@@ -53,7 +53,7 @@ from mem1_gym.data.tasks import QAItem
 
 # Bump whenever the generator's output changes for an unchanged config: it is part of the cache key.
 WORLD_VERSION = 1
-MANIFEST = "world.json"
+WORLD_INFO = "world.json"
 CORPUS = "corpus.jsonl"
 
 
@@ -195,13 +195,13 @@ def write_world(config: WorldConfig, root: str | Path) -> WorldFiles:
             f.write(json.dumps({"id": doc_id, "contents": contents}, ensure_ascii=False) + "\n")
     for split in SPLITS:
         write_qa_jsonl(world.questions[split], root / f"{split}.jsonl")
-    manifest = {
+    info = {
         "version": WORLD_VERSION,
         "config": dataclasses.asdict(config),
         "n_passages": len(world.corpus),
         "n_questions": {split: len(world.questions[split]) for split in SPLITS},
     }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (root / WORLD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return world_files(root)
 
 
@@ -213,28 +213,11 @@ def world_files(root: str | Path) -> WorldFiles:
 def ensure_world(config: WorldConfig = WorldConfig(), root: str | Path | None = None) -> WorldFiles:
     """The files of ``config``'s world under ``root`` (default: ``cache_dir()``), generated on first use.
 
-    Safe under concurrency: each caller writes into its own temporary directory next to the target
-    and renames it into place; a caller that loses the race discards its copy and uses the
-    winner's. A directory counts as complete only once its ``world.json`` exists.
+    The files are checked against the world's manifest on every call (a stat only, after the first
+    check of a process); a damaged world, or one an older mem1-gym wrote without a manifest, is
+    regenerated with a warning (generation is deterministic: same config, same bytes). Safe under
+    concurrency: one caller builds into a temporary directory and renames it into place under a
+    lock, the others wait and use its copy.
     """
     base = Path(root) if root is not None else cache_dir()
-    final = base / config.key()
-    if (final / MANIFEST).is_file():
-        return world_files(final)
-    if final.exists():
-        # Only a complete world is ever renamed into place, so this is damage, not a race.
-        raise RuntimeError(f"{final} exists but holds no complete world ({MANIFEST} missing); delete it and retry")
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=base))
-    try:
-        write_world(config, tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process renamed its copy first (the target is a non-empty directory now).
-            if not (final / MANIFEST).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return world_files(final)
+    return world_files(ensure_built(base / config.key(), lambda tmp: write_world(config, tmp), "synthetic world"))

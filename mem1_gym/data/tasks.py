@@ -42,6 +42,7 @@ class Task:
 
     id: str
     items: tuple[QAItem, ...]
+    prompt: str | None = None  # the prompt stored with the task (MEM1's parquet); None: built from the questions
 
     @property
     def questions(self) -> list[str]:

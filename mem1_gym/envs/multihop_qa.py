@@ -72,6 +72,11 @@ class MultiHopQAEnv(QAEnvBase):
     ## Arguments
     See :class:`~mem1_gym.envs.qa_common.QAConfig`; every field is a ``gym.make`` kwarg, e.g.
     ``gym.make("MEM1-MultiHopQA-4", split="test", retriever="http://127.0.0.1:8013/retrieve")``.
+    ``prompt_format="mem1"`` (default ``"mem1gym"``) shows MEM1's released checkpoint the text it was
+    trained on: the prompt stored in MEM1's parquet (``qa_path=``; MEM1's layout, in our words, for
+    tasks without one) and ``"\\n\\n<information>{hint}\\n\\n{docs}</information>\\n\\n"`` with MEM1's
+    hints ("...You must answer the question in the next turn.", none on the last turn). Only the text
+    changes: rewards, parsing and episode ends stay as above.
 
     ## Example
     >>> import gymnasium as gym, mem1_gym
@@ -143,7 +148,7 @@ class MultiHopQAEnv(QAEnvBase):
         else:
             body = f"{protocol.INVALID_ACTION_MESSAGE} ({parsed.error})"
             reward = -self.config.invalid_action_penalty
-        obs = protocol.information_block(protocol.turns_left_hint(pending.turns_left), body)
+        obs = self._observation(pending.turns_left, body)
         return self._with_evidence(self._end_step(obs, reward, False, info))
 
     def _with_evidence(self, step: tuple[str, float, bool, bool, dict]) -> tuple[str, float, bool, bool, dict]:

@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
+from mem1_gym import protocol
 from mem1_gym.core import UnicodeText
 from mem1_gym.data.tasks import Task
 from mem1_gym.envs.qa_common import QAConfig, load_tasks
@@ -64,7 +65,7 @@ class QAEnvBase(gym.Env[str, str]):
             raise ValueError(f"task_index must be in [0, {len(self.tasks)}) for split {self.config.split!r}, got {index}")
         self._task_index, self._task = int(index), self.tasks[int(index)]
         self._turn, self._done = 0, False
-        self._last_obs = self._prompt(self._task)
+        self._last_obs = self._task_prompt(self._task)
         info = self._info(action_type="", valid=True, error="", has_think=False, consumed=0)
         info.update(self._idle_info(), injected=self._last_obs)
         return self._last_obs, info
@@ -83,6 +84,17 @@ class QAEnvBase(gym.Env[str, str]):
         return self._task
 
     # ------------------------------------------------------------------ step pieces
+
+    def _task_prompt(self, task: Task) -> str:
+        """The first observation: the family's prompt, or with ``prompt_format="mem1"`` the prompt
+        stored with the task (MEM1's parquet) and MEM1's layout when it has none."""
+        if self.config.prompt_format == "mem1":
+            return task.prompt if task.prompt is not None else protocol.mem1_prompt(task.questions)
+        return self._prompt(task)
+
+    def _observation(self, turns_left: int, body: str) -> str:
+        """A search or invalid step's observation, its turns-left hint included, in the env's ``prompt_format``."""
+        return protocol.observation_text(turns_left, body, self.config.prompt_format)
 
     def _begin_step(self) -> int:
         """Count the turn; returns the turns left after it."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mem1_gym.data.tasks import Composition, Task, compose
+from mem1_gym.protocol import PROMPT_FORMATS
 
 SPLITS = ("train", "validation", "test")
 # Names real data sets use for our splits (FlashRAG ships "dev" where we say "validation").
@@ -63,6 +64,10 @@ class QAConfig:
     """Seconds before a search through an HTTP retriever gives up."""
     on_retrieval_error: str = "observe"
     """"observe": a failed search becomes an observation + ``info["error"]``; "raise": an exception."""
+    prompt_format: str = "mem1gym"
+    """"mem1gym" (ours) or "mem1": the text MEM1's checkpoint was trained on: the prompt stored in
+    MEM1's parquet, verbatim (MEM1's layout, in our words, when the tasks have none), MEM1's hint
+    wording and ``<information>`` block (no newline before ``</information>``). Only the text changes."""
 
     def __post_init__(self) -> None:
         if self.n_questions < 1:
@@ -81,6 +86,11 @@ class QAConfig:
             raise ValueError(f"retrieval_timeout must be > 0 seconds, got {self.retrieval_timeout}")
         if self.evidence_bonus < 0:
             raise ValueError(f"evidence_bonus must be >= 0, got {self.evidence_bonus}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}; use 'mem1' to show "
+                "MEM1's released checkpoint the prompt and observations it was trained on"
+            )
         self._check_questions_have_a_corpus()
 
     def _check_questions_have_a_corpus(self) -> None:

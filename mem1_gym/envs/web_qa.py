@@ -15,6 +15,7 @@ from mem1_gym.envs.qa_common import QAConfig
 from mem1_gym.protocol import WebActionType
 from mem1_gym.retrieval.build import BACKENDS
 from mem1_gym.web.client import ClientConfig, WebError
+from mem1_gym.web.miniweb import MiniWebConfig
 from mem1_gym.web.providers import PROVIDERS, MiniWebProvider, SearchProvider
 
 _ACTION_NAMES = {WebActionType.SEARCH: "search", WebActionType.OPEN: "open", WebActionType.ANSWER: "answer",
@@ -50,7 +51,8 @@ class WebQAConfig(QAConfig):
     retries: int = 2
     """Extra attempts after a timeout, a connection error, HTTP 429 or 5xx."""
     backoff: float = 0.5
-    """Seconds before the first retry; doubles each time, at most 8 s (also for Retry-After)."""
+    """urllib3's backoff factor: the first retry goes at once, the n-th after backoff x 2^(n-1) s, at most
+    8 s (also for Retry-After)."""
     rate_limit: float | None = None
     """Requests per second of this env (searches and pages); None: the provider's default
     (unlimited for miniweb, 5/s serper, 1/s brave)."""
@@ -59,6 +61,9 @@ class WebQAConfig(QAConfig):
         super().__post_init__()
         if self.evidence_bonus:
             raise ValueError("evidence_bonus needs known supporting passages: MEM1-MultiHopQA only, not MEM1-WebQA")
+        if self.prompt_format == "mem1" and self.allow_open:
+            raise ValueError("prompt_format='mem1' shows MEM1's web QA text, which has no <open> action (and no URLs); "
+                             "pass allow_open=False, or prompt_format='mem1gym' to open pages")
         name = self.search_provider
         if not isinstance(name, SearchProvider) and name not in PROVIDERS:
             raise ValueError(f"search_provider must be one of {sorted(PROVIDERS)} or a SearchProvider, got {name!r}")
@@ -67,6 +72,9 @@ class WebQAConfig(QAConfig):
                 f"the mini-web searches with a local backend, one of {BACKENDS}; got retriever={self.retriever!r}. "
                 f"To use another server, run `mem1-gym serve-miniweb` and pass search_url="
             )
+        if name == "miniweb" and self.k > MiniWebConfig.max_results:
+            raise ValueError(f"k must be <= {MiniWebConfig.max_results} with the mini-web (its cap on results per "
+                             f"search, as Serper's), got {self.k}")
         if self.page_chars < 1 or self.page_links < 0 or self.max_page_bytes < 1024:
             raise ValueError(
                 f"need page_chars >= 1, page_links >= 0 and max_page_bytes >= 1024; got {self.page_chars}, "
@@ -144,6 +152,10 @@ class WebQAEnv(QAEnvBase):
     ``gym.make("MEM1-WebQA-4", allow_open=True)`` or ``gym.make("MEM1-WebQA-4", search_provider="serper",
     qa_path="nq_test.jsonl")``. Live providers need real questions (``qa_path``): the synthetic world's
     entities are not on the web.
+    ``prompt_format="mem1"`` (default ``"mem1gym"``) shows the text MEM1's checkpoint was evaluated on:
+    the prompt of ``MEM1-MultiHopQA``'s ``"mem1"`` format, results as ``Doc 1(Title: "X") snippet`` lines
+    (no URL, as MEM1's search servers returned them) in MEM1's ``<information>`` block; it excludes
+    ``allow_open=True``.
 
     ## Example
     >>> import gymnasium as gym, mem1_gym
@@ -214,7 +226,7 @@ class WebQAEnv(QAEnvBase):
         else:
             body = f"{protocol.web_invalid_action_message(self.config.allow_open)} ({parsed.error})"
             reward = -self.config.invalid_action_penalty
-        obs = protocol.information_block(protocol.turns_left_hint(turns_left), body)
+        obs = self._observation(turns_left, body)
         return self._end_step(obs, reward, False, info)
 
     @property
@@ -230,7 +242,11 @@ class WebQAEnv(QAEnvBase):
             info["error"] = info["search_error"] = str(err)
             return protocol.search_failed_message(str(err))
         info["result_urls"] = [r.url for r in results]
-        return protocol.render_web_results(results) if results else protocol.EMPTY_RESULTS_MESSAGE
+        if not results:
+            return protocol.EMPTY_RESULTS_MESSAGE
+        if self.config.prompt_format == "mem1":
+            return protocol.render_web_results_mem1(results)
+        return protocol.render_web_results(results)
 
     def _open(self, url: str, info: dict) -> str:
         try:

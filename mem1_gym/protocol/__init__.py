@@ -15,6 +15,6 @@ a normaliser. One module per task family, all re-exported here:
 """
 
 from mem1_gym.protocol.qa import *  # noqa: F401,F403
-from mem1_gym.protocol.qa import first_block, first_think  # noqa: F401  (shared by the family parsers)
+from mem1_gym.protocol.qa import first_action_block, first_block, first_think  # noqa: F401  (shared by the family parsers)
 from mem1_gym.protocol.web import *  # noqa: F401,F403
 from mem1_gym.protocol.webshop import *  # noqa: F401,F403

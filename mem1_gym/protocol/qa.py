@@ -123,6 +123,64 @@ def information_block(hint: str, body: str) -> str:
     return f"\n\n{open_tag(INFORMATION)}{hint}\n\n{body.strip()}\n{close_tag(INFORMATION)}\n\n"
 
 
+# --------------------------------------------------------------------------------------------
+# MEM1 compatibility: the text the released MEM1 checkpoint was trained on (issue 23)
+# --------------------------------------------------------------------------------------------
+
+PROMPT_FORMATS: tuple[str, ...] = ("mem1gym", "mem1")
+"""The QA envs' ``prompt_format``: ours (the default), or the prompt and observation text of
+MEM1's training rollout (reference/mem1.md §1.2, §1.3), which ``Mem-Lab/Qwen2.5-7B-RL-RAG-Q2-EM-Release``
+must read to behave as it was trained."""
+
+MEM1_QUESTIONS_HEADER = "Answer the following questions:"
+
+# Our own wording of the structure of MEM1's multi-objective prompt (its text is not reproduced):
+# an exact copy of what the checkpoint read comes from MEM1's parquet, which stores the prompt of
+# every row and which the envs show verbatim (Task.prompt). Only the last line's layout is MEM1's.
+MEM1_INSTRUCTIONS = """\
+You will answer several complex questions by reasoning, summarizing and searching, one step at a time. \
+At each step you see the questions, your cumulative summary, your latest search query and its results \
+(at the first step, only the questions).
+
+At every step:
+1. Reason, then write an updated cumulative summary inside <think> </think>. The summary is your only \
+persistent memory: keep everything still needed from the previous <think> and the new <information>.
+2. Then either (a) if any question is still unanswered, search for one question with one keyword query \
+inside <search> </search>; or (b) if every question is answered, give the final answers in question order, \
+separated by semicolons, inside <answer> answer1; answer2; ... </answer>, short and without explanations.
+
+Important: after the questions or an <information> block, always write <think>...</think><search>...</search> \
+or <think>...</think><answer>...</answer>. Never search for several questions at once.
+
+"""
+
+
+def mem1_prompt(questions: Sequence[str]) -> str:
+    """MEM1's prompt layout: instructions, then ``Answer the following questions: q1?; q2?`` and a newline."""
+    return f"{MEM1_INSTRUCTIONS}{MEM1_QUESTIONS_HEADER} {'; '.join(format_question(q) for q in questions)}\n"
+
+
+def mem1_turns_left_hint(turns_left: int) -> str:
+    """MEM1's training hint: its last-turn wording says "the question", and the last step has none."""
+    if turns_left <= 0:
+        return ""
+    if turns_left == 1:
+        return "[HINT]You have 1 turn left. You must answer the question in the next turn.[/HINT]"
+    return f"[HINT]You have {turns_left} turns left.[/HINT]"
+
+
+def mem1_information_block(hint: str, body: str) -> str:
+    """MEM1's training observation: as :func:`information_block` without the newline before ``</information>``."""
+    return f"\n\n{open_tag(INFORMATION)}{hint}\n\n{body.strip()}{close_tag(INFORMATION)}\n\n"
+
+
+def observation_text(turns_left: int, body: str, prompt_format: str = "mem1gym") -> str:
+    """The whole observation of a search or invalid step, with its hint, in ``prompt_format``."""
+    if prompt_format == "mem1":
+        return mem1_information_block(mem1_turns_left_hint(turns_left), body)
+    return information_block(turns_left_hint(turns_left), body)
+
+
 INVALID_ACTION_MESSAGE = (
     "Your previous turn had no valid action. End every turn with exactly one action: "
     "<search>one keyword query</search> to search, or <answer>answer1; answer2; ...</answer> "
@@ -173,7 +231,7 @@ def parse_action(text: str) -> ParsedAction:
     """
     if not isinstance(text, str):
         return ParsedAction(ActionType.INVALID, "", None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_block(text, (SEARCH, ANSWER))
+    block = first_action_block(text, (SEARCH, ANSWER))
     if block is None:
         bare = _BARE_RE.match(text)
         if bare is None:
@@ -212,6 +270,38 @@ def first_block(text: str, tags: Sequence[str], limit: int | None = None) -> tup
     return best
 
 
+def first_action_block(text: str, tags: Sequence[str]) -> tuple[str, int, int, int, int] | None:
+    """:func:`first_block` of ``tags`` outside every ``<think>…</think>``: a tag the model writes
+    while thinking ("I could <search>x</search> next") is never its action (issue 19, 1e).
+
+    Think blocks are skipped in order up to the first closed action block that no ``<think>``
+    precedes; an unclosed ``<think>`` makes the rest of the text thought (no action). A tag's next
+    opening is searched again only once the scan has passed it, and an opening is closed iff the
+    tag's last closing comes after it, so the scan stays linear on any input.
+    """
+    think_open, think_close = open_tag(THINK), close_tag(THINK)
+    last_close = {tag: text.rfind(close_tag(tag)) for tag in tags}
+    next_open = {tag: text.find(open_tag(tag)) for tag in tags}
+    begin = 0
+    while True:
+        for tag, at in next_open.items():
+            if 0 <= at < begin:
+                next_open[tag] = text.find(open_tag(tag), begin)
+        closed = [(at, tag) for tag, at in next_open.items() if 0 <= at and last_close[tag] >= at + len(open_tag(tag))]
+        if not closed:
+            return None
+        start, tag = min(closed)
+        think_at = text.find(think_open, begin, start)
+        if think_at == -1:
+            content_start = start + len(open_tag(tag))
+            content_end = text.find(close_tag(tag), content_start)
+            return tag, start, content_start, content_end, content_end + len(close_tag(tag))
+        think_end = text.find(think_close, think_at + len(think_open))
+        if think_end == -1:
+            return None
+        begin = think_end + len(think_close)
+
+
 def first_think(text: str, before: int) -> str | None:
     block = first_block(text, (THINK,), limit=before)
     return text[block[2] : block[3]].strip() if block else None
@@ -220,10 +310,20 @@ def first_think(text: str, before: int) -> str | None:
 def _why_invalid(text: str) -> str:
     if not text.strip():
         return "empty action"
+    if unclosed_think(text):
+        return UNCLOSED_THINK_ERROR
     for tag in (SEARCH, ANSWER):
         if open_tag(tag) in text and close_tag(tag) not in text:
             return f"unclosed <{tag}> tag"
     return "no <search>...</search> or <answer>...</answer> block"
+
+
+UNCLOSED_THINK_ERROR = "unclosed <think> tag (tags inside <think>...</think> are thoughts, not actions)"
+
+
+def unclosed_think(text: str) -> bool:
+    """The text ends inside a ``<think>`` block, so :func:`first_action_block` read no action after it."""
+    return text.rfind(open_tag(THINK)) > text.rfind(close_tag(THINK))
 
 
 def split_answers(answer_text: str) -> list[str]:

@@ -12,11 +12,15 @@ from mem1_gym.protocol.qa import (
     MAX_QUERY_CHARS,
     QA_INSTRUCTIONS,
     SEARCH,
+    UNCLOSED_THINK_ERROR,
     close_tag,
+    first_action_block,
     first_block,
     first_think,
+    format_doc,
     open_tag,
     qa_prompt,
+    unclosed_think,
 )
 
 # The QA names above stay untouched: a web turn adds one action, so it has its own action type,
@@ -105,7 +109,7 @@ def parse_web_action(text: str) -> ParsedWebAction:
     """
     if not isinstance(text, str):
         return ParsedWebAction(WebActionType.INVALID, "", None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_block(text, (SEARCH, OPEN, ANSWER))
+    block = first_action_block(text, (SEARCH, OPEN, ANSWER))
     if block is None:
         bare = _WEB_BARE_RE.match(text)
         if bare is None:
@@ -131,6 +135,8 @@ def parse_web_action(text: str) -> ParsedWebAction:
 def _why_invalid_web(text: str) -> str:
     if not text.strip():
         return "empty action"
+    if unclosed_think(text):
+        return UNCLOSED_THINK_ERROR
     for tag in (SEARCH, OPEN, ANSWER):
         if open_tag(tag) in text and close_tag(tag) not in text:
             return f"unclosed <{tag}> tag"
@@ -151,6 +157,12 @@ class HasTitleUrlSnippet(Protocol):
 def render_web_results(results: Iterable[HasTitleUrlSnippet]) -> str:
     """Results with ``title``, ``url`` and ``snippet`` attributes, best first, one blank line apart."""
     return "\n\n".join(format_web_result(i, r.title, r.url, r.snippet) for i, r in enumerate(results, start=1))
+
+
+def render_web_results_mem1(results: Iterable[HasTitleUrlSnippet]) -> str:
+    """Results as MEM1's web search servers rendered them (``prompt_format="mem1"``): a result's contents
+    were ``"title"\\nsnippet``, shown as a Search-R1 passage, quoted title, no URL (reference/mem1.md §4.5)."""
+    return "\n".join(format_doc(i, f'"{r.title}"', r.snippet) for i, r in enumerate(results, start=1))
 
 
 def render_page(url: str, title: str, text: str, links: Sequence[tuple[str, str]] = (), cut: bool = False) -> str:

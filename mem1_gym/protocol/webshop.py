@@ -14,10 +14,13 @@ from mem1_gym.protocol.qa import (
     STATE,
     SUMMARY,
     THINK,
+    UNCLOSED_THINK_ERROR,
     close_tag,
+    first_action_block,
     first_block,
     first_think,
     open_tag,
+    unclosed_think,
 )
 
 WEBSHOP_STOP_STRINGS: tuple[str, ...] = (close_tag(ANSWER),)
@@ -115,7 +118,7 @@ def parse_shop_action(text: str) -> ShopAction:
     """
     if not isinstance(text, str):
         return ShopAction(ShopActionType.INVALID, "", None, None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_block(text, (ANSWER,))
+    block = first_action_block(text, (ANSWER,))
     if block is None:
         content, end, before = text, len(text), len(text)
     else:
@@ -146,6 +149,8 @@ def _first_summary(text: str, before: int) -> str | None:
 def _why_invalid_shop(text: str) -> str:
     if not text.strip():
         return "empty action"
+    if unclosed_think(text):
+        return UNCLOSED_THINK_ERROR
     if open_tag(ANSWER) in text:
         return "unclosed <answer> tag"
     return "no <answer>...</answer> block and no bare search[...] or click[...]"

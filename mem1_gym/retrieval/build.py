@@ -1,10 +1,14 @@
 """Build, cache, check and open indexes: the one entry point is :func:`make_retriever`.
 
-An index is a directory holding the backend's files and a ``meta.json`` (backend, corpus path and
-fingerprint, parameters, file sizes). It is built in a temporary sibling directory and renamed into
+An index is a directory holding the backend's files, a ``meta.json`` (backend, corpus path and
+fingerprint, parameters, file sizes) and a ``manifest.json`` (each file's size and hash,
+:mod:`mem1_gym.data.manifest`). It is built in a temporary sibling directory and renamed into
 place, under a file lock, so a killed build leaves nothing half-written and parallel env workers
-asking for the same index build it once. Opening checks ``meta.json`` against the files and the
-corpus; any mismatch is a :class:`RetrievalError` with the exact command that rebuilds the index.
+asking for the same index build it once. Opening checks ``meta.json`` and the manifest against the
+files and the corpus. An index of the cache (no ``index_dir`` given) that fails is rebuilt with a
+warning; one at a path the caller chose raises :class:`RetrievalError` with the exact command that
+rebuilds it. Indexes built before manifests existed get one written when they pass ``meta.json``'s
+checks: rebuilding them could take hours (dense encoding).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from mem1_gym.data.cache import cache_dir
+from mem1_gym.data.manifest import MANIFEST_FILE, build_lock, chunk_digest, find_problem, replace_dir, write_manifest
 from mem1_gym.retrieval.base import Corpus, RetrievalError, Retriever
 
 BACKENDS = ("bm25s", "pyserini", "faiss-flat", "faiss-hnsw")
@@ -52,14 +58,9 @@ def _module(backend: str):
 
 def corpus_fingerprint(corpus_path: str | Path) -> dict:
     """Size plus a hash of 16 evenly spaced 64 KiB blocks: cheap, and it survives copies and moves."""
-    path = Path(corpus_path)
-    size = path.stat().st_size
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for i in range(_SAMPLE_BLOCKS):
-            f.seek(size * i // _SAMPLE_BLOCKS)
-            digest.update(f.read(_BLOCK_BYTES))
-    return {"size": size, "sample_sha1": digest.hexdigest()}
+    size = Path(corpus_path).stat().st_size
+    offsets = [size * i // _SAMPLE_BLOCKS for i in range(_SAMPLE_BLOCKS)]
+    return {"size": size, "sample_sha1": chunk_digest(corpus_path, hashlib.sha1(), offsets, _BLOCK_BYTES)}
 
 
 def default_index_dir(corpus_path: str | Path, backend: str) -> Path:
@@ -78,17 +79,6 @@ def rebuild_command(backend: str, corpus_path: str | Path | None, out_dir: str |
     return f"mem1-gym build-index --backend {backend} --corpus {corpus_path or 'CORPUS.jsonl'} --out {out_dir}"
 
 
-@contextlib.contextmanager
-def _lock(out_dir: Path):
-    """Exclusive lock on ``<parent>/.<name>.lock`` for the build of ``out_dir`` (POSIX ``flock``)."""
-    import fcntl
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if we crash
-        yield
-
-
 def build_index(backend: str, corpus_path: str | Path, out_dir: str | Path | None = None, **options) -> Path:
     """Build (or rebuild) the ``backend`` index of ``corpus_path`` into ``out_dir`` and return it.
 
@@ -98,7 +88,7 @@ def build_index(backend: str, corpus_path: str | Path, out_dir: str | Path | Non
     config = _backend_config(backend, options)  # bad options fail before anything is written
     corpus_path = Path(corpus_path).resolve()
     out_dir = Path(out_dir) if out_dir is not None else default_index_dir(corpus_path, backend)
-    with _lock(out_dir):
+    with build_lock(out_dir):
         _build_locked(backend, corpus_path, out_dir, config)
     return out_dir
 
@@ -121,13 +111,8 @@ def _build_locked(backend: str, corpus_path: Path, out_dir: Path, config) -> Non
             "mem1_gym_version": _version(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():  # replace: move the old one aside first, rename cannot overwrite a directory
-            old = out_dir.with_name(f".{out_dir.name}.old-{time.time_ns()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        write_manifest(tmp)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left when the build failed
 
@@ -189,22 +174,15 @@ def _is_absent(index_dir: Path) -> bool:
     return not index_dir.exists() or (index_dir.is_dir() and not any(index_dir.iterdir()))
 
 
-def read_meta(index_dir: str | Path, backend: str, corpus_path: str | Path | None = None) -> dict:
-    """``meta.json`` of ``index_dir``, checked against the backend and the files on disk."""
-    index_dir = Path(index_dir)
-
-    def damaged(why: str, corpus=corpus_path) -> RetrievalError:
-        return RetrievalError(
-            f"the {backend} index at {index_dir} is missing or damaged ({why}); rebuild it with "
-            f"`{rebuild_command(backend, corpus, index_dir)}`"
-        )
-
+def _inspect(index_dir: Path, backend: str) -> tuple[dict | None, str | None]:
+    """(``meta.json`` or None when unreadable, what is damaged or None): meta.json's fields, the
+    files' sizes it lists, then the manifest's hashes (written here for an index built before them)."""
     try:
         meta = json.loads((index_dir / META_FILE).read_text())
-    except FileNotFoundError as err:
-        raise damaged(f"no {META_FILE}") from err
+    except FileNotFoundError:
+        return None, f"no {META_FILE}"
     except (OSError, ValueError) as err:
-        raise damaged(f"unreadable {META_FILE}: {err}") from err
+        return None, f"unreadable {META_FILE}: {err}"
     if not (
         isinstance(meta, dict)
         and _META_KEYS <= meta.keys()
@@ -212,19 +190,39 @@ def read_meta(index_dir: str | Path, backend: str, corpus_path: str | Path | Non
         and _CORPUS_KEYS <= meta["corpus"].keys()
         and isinstance(meta["files"], dict)
     ):
-        raise damaged(f"{META_FILE} lacks some of {sorted(_META_KEYS)} or corpus {sorted(_CORPUS_KEYS)}")
-    corpus_path = corpus_path or meta["corpus"]["path"]
+        return None, f"{META_FILE} lacks some of {sorted(_META_KEYS)} or corpus {sorted(_CORPUS_KEYS)}"
     if meta["format_version"] != FORMAT_VERSION:
-        raise damaged(f"format version {meta['format_version']}, this mem1-gym reads {FORMAT_VERSION}", corpus_path)
+        return meta, f"format version {meta['format_version']}, this mem1-gym reads {FORMAT_VERSION}"
+    if meta["backend"] != backend:
+        return meta, None  # not damage: read_meta names the backend it is
+    for name, size in meta["files"].items():
+        path = index_dir / name
+        if not path.is_file() or path.stat().st_size != size:
+            return meta, f"{name} is missing or truncated"
+    if not (index_dir / MANIFEST_FILE).exists():
+        # Built before manifests: the sizes matched, so record what is there now. A read-only
+        # index (a shared mount) keeps only the size checks.
+        with contextlib.suppress(OSError):
+            write_manifest(index_dir, [*meta["files"], META_FILE])
+        return meta, None
+    return meta, find_problem(index_dir)
+
+
+def read_meta(index_dir: str | Path, backend: str, corpus_path: str | Path | None = None) -> dict:
+    """``meta.json`` of ``index_dir``, checked against the backend and (sizes, hashes) the files on disk."""
+    index_dir = Path(index_dir)
+    meta, damage = _inspect(index_dir, backend)
+    if damage is not None:
+        corpus = corpus_path or (meta["corpus"]["path"] if meta else None)
+        raise RetrievalError(
+            f"the {backend} index at {index_dir} is missing or damaged ({damage}); rebuild it with "
+            f"`{rebuild_command(backend, corpus, index_dir)}`"
+        )
     if meta["backend"] != backend:
         raise RetrievalError(
             f"the index at {index_dir} is a {meta['backend']} index, not {backend}; "
             f"ask for backend {meta['backend']!r} or pass another index_dir"
         )
-    for name, size in meta["files"].items():
-        path = index_dir / name
-        if not path.is_file() or path.stat().st_size != size:
-            raise damaged(f"{name} is missing or truncated", corpus_path)
     return meta
 
 
@@ -320,7 +318,8 @@ def make_retriever(
     ``/retrieve`` server, or a :class:`Retriever` (returned as is).
 
     For a backend the index lives in ``index_dir`` (default: :func:`default_index_dir` of
-    ``corpus_path``); when it is absent and ``build`` is true it is built and cached first.
+    ``corpus_path``); when it is absent and ``build`` is true it is built and cached first. A
+    cached index (no ``index_dir`` given) that fails its checks is rebuilt with a warning.
     ``timeout`` (seconds) applies to URLs; ``options`` go to the backend config or the HTTP client.
     """
     if isinstance(spec, Retriever):
@@ -335,19 +334,41 @@ def make_retriever(
         return HttpRetriever(spec, timeout=timeout, **options)
     backend = _check_backend(spec)
     config = _backend_config(backend, options)  # bad options fail before anything is built
+    in_cache = index_dir is None  # the library's own cache is repaired; a caller's index_dir only reported
     if index_dir is None:
         if corpus_path is None:
             raise ValueError(f"make_retriever({backend!r}) needs corpus_path= (a Search-R1 jsonl) or index_dir=")
         index_dir = default_index_dir(corpus_path, backend)
     index_dir = Path(index_dir)
-    if _is_absent(index_dir):
-        if not build or corpus_path is None:
-            why = "build=False" if corpus_path is not None else "no corpus_path to build it from"
-            raise RetrievalError(
-                f"no {backend} index at {index_dir} ({why}); build it with "
-                f"`{rebuild_command(backend, corpus_path, index_dir)}`"
-            )
-        with _lock(index_dir):
-            if _is_absent(index_dir):  # another process may have built it while we waited
-                _build_locked(backend, Path(corpus_path).resolve(), index_dir, config)
+    absent = _is_absent(index_dir)
+    if absent and (not build or corpus_path is None):
+        why = "build=False" if corpus_path is not None else "no corpus_path to build it from"
+        raise RetrievalError(
+            f"no {backend} index at {index_dir} ({why}); build it with `{rebuild_command(backend, corpus_path, index_dir)}`"
+        )
+    if absent or (in_cache and build):
+        _build_unless_sound(backend, Path(corpus_path).resolve(), index_dir, config)
     return load_retriever(backend, index_dir, corpus_path, **options)
+
+
+def _build_unless_sound(backend: str, corpus_path: Path, index_dir: Path, config) -> None:
+    """Build ``index_dir`` unless it holds a sound index of ``corpus_path``; a damaged one is rebuilt
+    with a warning that names it and what was wrong."""
+    if not _is_absent(index_dir) and _damage(backend, corpus_path, index_dir) is None:
+        return
+    with build_lock(index_dir):
+        damage = _damage(backend, corpus_path, index_dir)  # another process may have built it while we waited
+        if damage is None:
+            return
+        if not _is_absent(index_dir):
+            warnings.warn(
+                f"the {backend} index at {index_dir} is damaged ({damage}); rebuilding it", RuntimeWarning, stacklevel=4
+            )
+        _build_locked(backend, corpus_path, index_dir, config)
+
+
+def _damage(backend: str, corpus_path: Path, index_dir: Path) -> str | None:
+    meta, damage = _inspect(index_dir, backend)
+    if damage is None and corpus_fingerprint(corpus_path) != {k: meta["corpus"][k] for k in ("size", "sample_sha1")}:
+        return f"its corpus {corpus_path} changed since it was built"
+    return damage

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mem1_gym.retrieval.base import RetrievalError
 from mem1_gym.retrieval.build import BACKENDS, META_FILE, build_index, default_index_dir, load_retriever, make_retriever
+from mem1_gym.retrieval.server import ServerLimits, check_default_topk, serve
 
 # (flag, type, help): backend options; only those given on the command line reach the backend,
 # which rejects the ones it does not have (e.g. --encoder for bm25s) with the list of its options.
@@ -25,6 +26,7 @@ _BACKEND_OPTIONS = (
     ("--b", float, "BM25 length normalisation (bm25s, pyserini; default 0.4)"),
     ("--stemmer", str, 'bm25s stemming: "auto", "english" (needs PyStemmer) or "none"'),
     ("--n-threads", int, "bm25s search threads (0: the calling thread)"),
+    ("--max-query-terms", int, "bm25s, pyserini: distinct terms of a query that are scored (default 64)"),
     ("--threads", int, "pyserini indexing and search threads (default 2)"),
     ("--encoder", str, "faiss: HF encoder name or path (default: the bundled all-MiniLM-L6-v2)"),
     ("--max-length", int, "faiss: encoder max tokens (default 256)"),
@@ -37,6 +39,19 @@ _BACKEND_OPTIONS = (
 )
 
 
+# (flag, help): the fields of ServerLimits (mem1_gym.retrieval.server), one flag each.
+_LIMITS = (
+    ("--max-body-bytes", "largest request body, in bytes"),
+    ("--max-queries", "most queries in one request"),
+    ("--max-query-chars", "longest query, in characters"),
+    ("--max-topk", "largest topk a request may ask for"),
+)
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backend options (only the ones given are passed on)")
     for flag, kind, help_text in _BACKEND_OPTIONS:
@@ -44,7 +59,7 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    names = (flag.removeprefix("--").replace("-", "_") for flag, _, _ in _BACKEND_OPTIONS)
+    names = (_dest(flag) for flag, _, _ in _BACKEND_OPTIONS)
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
@@ -64,6 +79,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address; 0.0.0.0 exposes it (no auth) (%(default)s)")
     p.add_argument("--port", type=int, default=8013, help="(default: %(default)s)")
     p.add_argument("--topk", type=int, default=3, help="passages per query when a request omits topk (%(default)s)")
+    group = p.add_argument_group("request limits (a request over one gets HTTP 413 or 422 and the reason)")
+    for flag, help_text in _LIMITS:
+        default = getattr(ServerLimits(), _dest(flag))
+        group.add_argument(flag, type=int, default=default, help=f"{help_text} (default: %(default)s)")
     _add_backend_options(p)
     p.set_defaults(func=cmd_serve_retriever)
 
@@ -79,10 +98,10 @@ def cmd_build_index(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_retriever(args: argparse.Namespace) -> int:
-    from mem1_gym.retrieval.server import serve
-
     options = _backend_options(args)
     try:
+        limits = ServerLimits(**{_dest(flag): getattr(args, _dest(flag)) for flag, _ in _LIMITS})
+        check_default_topk(args.topk, limits)  # before a long index load
         if args.index is not None:
             backend = args.backend or _recorded_backend(args.index)
             retriever = load_retriever(backend, args.index, args.corpus, **options)
@@ -97,7 +116,7 @@ def cmd_serve_retriever(args: argparse.Namespace) -> int:
         return _fail(err)
     print(f"serving the {backend} index {where} on http://{args.host}:{args.port}/retrieve", file=sys.stderr)
     with retriever:
-        serve(retriever, host=args.host, port=args.port, default_topk=args.topk)
+        serve(retriever, host=args.host, port=args.port, default_topk=args.topk, limits=limits)
     return 0
 
 

@@ -9,44 +9,24 @@ documents ``{"title", "text", "contents"}``.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-import requests
-
+from mem1_gym.http import HttpClient, HttpConfig, HttpError
 from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
+
+__all__ = ["HttpConfig", "HttpRetriever"]  # HttpConfig: the options, kept importable from here
 
 SERVE_HINT = (
     "start one with `mem1-gym serve-retriever --backend bm25s --corpus CORPUS.jsonl --port 8013`, "
     'or search in process with retriever="bm25s"'
 )
-_RETRYABLE_STATUS = (502, 503, 504)  # a server restarting or overloaded, not a bad request
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """Options of :class:`HttpRetriever`."""
-
-    timeout: float = 10.0
-    """Seconds to wait for the connection and, separately, for the response."""
-    retries: int = 2
-    """Extra attempts after a connection error, a timeout or a 502/503/504."""
-    backoff: float = 0.2
-    """Seconds before the first retry; doubles for each further one."""
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
-        if self.backoff < 0:
-            raise ValueError(f"backoff must be >= 0, got {self.backoff}")
 
 
 class HttpRetriever(Retriever):
-    """Search through a ``/retrieve`` server. Worst-case wait: ``(retries + 1) * timeout`` plus backoff.
+    """Search through a ``/retrieve`` server with :mod:`mem1_gym.http`'s client (retries, timeouts, size
+    cap). Worst-case wait: ``(retries + 1) x 2 x timeout`` plus backoff. Every failure, a broken or
+    oversized answer included, is a :class:`RetrievalError` that names the URL.
 
     ``url`` is the server root (``http://127.0.0.1:8013``) or the full endpoint (``.../retrieve``).
     """
@@ -59,7 +39,7 @@ class HttpRetriever(Retriever):
             raise ValueError(f"url must look like http://127.0.0.1:8013 or http://host:port/retrieve, got {url!r}")
         self.url = url.rstrip("/") if parts.path.rstrip("/") else url.rstrip("/") + "/retrieve"
         self.config = HttpConfig(timeout, retries, backoff)
-        self._session: requests.Session | None = requests.Session()
+        self._client: HttpClient | None = HttpClient(self.config)
 
     def search(self, queries: Sequence[str], k: int = 3) -> list[list[Doc]]:
         if k < 1:
@@ -77,47 +57,22 @@ class HttpRetriever(Retriever):
         return [[_parse_hit(hit, self.url) for hit in hits[:k]] for hits in result]
 
     def _post(self, payload: dict) -> Any:
-        if self._session is None:
+        if self._client is None:
             raise RetrievalError(f"HttpRetriever for {self.url} is closed")
-        timeout = (self.config.timeout, self.config.timeout)  # (connect, read): never wait forever
-        attempts = self.config.retries + 1
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.config.backoff * 2 ** (attempt - 1))
-            try:
-                response = self._session.post(self.url, json=payload, timeout=timeout)
-            except requests.Timeout as err:
-                why = f"no answer within {self.config.timeout:g} s ({type(err).__name__})"
-                continue
-            except requests.ConnectionError as err:
-                why = f"cannot connect ({_root_cause(err)})"
-                continue
-            if response.status_code in _RETRYABLE_STATUS:
-                why = f"HTTP {response.status_code}: {response.text[:200]!r}"
-                continue
-            return _decode(response, self.url)
-        raise RetrievalError(f"retrieval server at {self.url} failed {attempts} attempt(s), last: {why}; {SERVE_HINT}")
+        try:
+            reply = self._client.request("POST", self.url, what="search", json=payload)
+            if reply.status != 200:
+                raise RetrievalError(f"retrieval server at {self.url} returned HTTP {reply.status}: {reply.text[:300]!r}")
+            return self._client.json(reply, "search")
+        except HttpError as err:
+            raise RetrievalError(
+                f"retrieval server at {self.url} failed {err.attempts} attempt(s), last: {err.cause}; {SERVE_HINT}"
+            ) from err
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-
-def _decode(response: requests.Response, url: str) -> Any:
-    if response.status_code != 200:
-        raise RetrievalError(f"retrieval server at {url} returned HTTP {response.status_code}: {response.text[:300]!r}")
-    try:
-        return response.json()
-    except ValueError as err:
-        raise RetrievalError(f"retrieval server at {url} returned invalid JSON: {response.text[:300]!r}") from err
-
-
-def _root_cause(err: BaseException) -> str:
-    """The innermost error: "[Errno 111] Connection refused" rather than urllib3's nested wrappers."""
-    while err.__context__ is not None or err.__cause__ is not None:
-        err = err.__cause__ or err.__context__
-    return f"{type(err).__name__}: {err}"
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _parse_hit(hit: Any, url: str) -> Doc:
@@ -128,7 +83,7 @@ def _parse_hit(hit: Any, url: str) -> Doc:
         doc, score = hit, None
     if not isinstance(doc, dict):
         raise RetrievalError(f"retrieval server at {url} sent a hit that is not a JSON object: {_describe(doc)}")
-    score = float(score) if isinstance(score, (int, float)) else None
+    score = _score(score)
     doc_id = str(doc.get("id", doc.get("docid", "")))
     if isinstance(doc.get("contents"), str):
         return Doc.from_contents(doc_id, doc["contents"], score)
@@ -139,6 +94,16 @@ def _parse_hit(hit: Any, url: str) -> Doc:
         f"retrieval server at {url} sent a document without \"contents\" (or \"title\" and \"text\"): "
         f"{_describe(doc)}"
     )
+
+
+def _score(value: Any) -> float | None:
+    """A hit's score; None when absent or not a number a float holds (JSON integers are unbounded)."""
+    if not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _describe(value: Any) -> str:

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever, iter_corpus
+from mem1_gym.retrieval.base import MAX_QUERY_TERMS, Corpus, Doc, RetrievalError, Retriever, iter_corpus, weighted_terms
 
 # k1/b are search-time in Lucene, so none of the options needs a rebuild.
 BUILD_PARAMS: tuple[str, ...] = ()
 INSTALL_HINT = 'pip install "mem1-gym[pyserini]"'
 _PARAMS_FILE = "mem1_lucene.json"
 _INDEX_BATCH = 10_000  # documents handed to the JVM per call: bounds memory on wiki-18 (21M passages)
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class LuceneConfig:
     """Document-length normalisation in [0, 1] (Lucene's default)."""
     threads: int = 2
     """Java threads for indexing and for batched search."""
+    max_query_terms: int = MAX_QUERY_TERMS
+    """Distinct words of a query that are searched (the first ones; stopwords count, as Lucene's
+    analyzer runs in Java); bounds the cost of a query and stays under Lucene's 1,024 clauses."""
 
     def __post_init__(self) -> None:
         if self.k1 < 0:
@@ -42,6 +47,8 @@ class LuceneConfig:
             raise ValueError(f"b must be in [0, 1] (Lucene uses 0.4), got {self.b}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.max_query_terms < 1:
+            raise ValueError(f"max_query_terms must be >= 1, got {self.max_query_terms}")
 
 
 def configure_jvm() -> None:
@@ -108,6 +115,7 @@ def build_lucene_index(
     if n_docs == 0:
         raise RetrievalError(f"corpus {corpus_path} is empty; it needs at least one {{\"id\", \"contents\"}} line")
     params = asdict(config)
+    del params["max_query_terms"]  # a limit of the searcher, not of the index (issue 21)
     (out_dir / _PARAMS_FILE).write_text(json.dumps(params))
     return n_docs, params
 
@@ -154,8 +162,19 @@ class LuceneRetriever(Retriever):
         if not queries:
             return []
         qids = [str(i) for i in range(len(queries))]  # positions: duplicate queries must not collide
-        hits = self._searcher.batch_search(list(queries), qids, k=k, threads=self.config.threads)
+        bounded = [self._bounded(q) for q in queries]
+        hits = self._searcher.batch_search(bounded, qids, k=k, threads=self.config.threads)
         return [[self._doc(hit) for hit in hits.get(qid, [])] for qid in qids]
+
+    def _bounded(self, query: str) -> str:
+        """``query`` itself when it has at most ``max_query_terms`` distinct words; else only the
+        occurrences of its first ones. Lucene fails a query of more than 1,024 distinct terms (a
+        JVM exception, not a result), and scores each distinct term once, boosted by its count."""
+        words = _WORD.findall(query.lower())
+        kept = weighted_terms(words, self.config.max_query_terms)
+        if sum(kept.values()) == len(words):
+            return query
+        return " ".join(w for w in words if w in kept)
 
     def _doc(self, hit) -> Doc:
         raw = hit.lucene_document.get("raw")

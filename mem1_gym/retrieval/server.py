@@ -5,26 +5,66 @@ Requests that arrive together are merged into one batched ``retriever.search`` c
 batch costs about as much as one query for the dense encoder and far less per query for BM25.
 
 Differences from the original server (reference/search-r1.md §3.1), all deliberate:
-``return_scores: false`` works (the original crashes), a missing ``topk`` means ``default_topk``,
-documents are always ``{"id", "contents"}``, it binds 127.0.0.1 unless told otherwise, and
-``GET /health`` reports the backend and whether it is up.
+``return_scores: false`` works (the original crashes), documents are always ``{"id", "contents"}``,
+it binds 127.0.0.1 unless told otherwise, ``GET /health`` reports the backend and the limits, and
+every request is bounded (issue 21), each limit a :class:`ServerLimits` field and a
+``mem1-gym serve-retriever`` flag:
+
+* body: at most ``max_body_bytes`` (``--max-body-bytes``, 8 MiB), else 413 (before reading it when
+  ``Content-Length`` says so);
+* ``queries``: at most ``max_queries`` (``--max-queries``, 4,096: Search-R1's GRPO recipe sends
+  512 × 5 = 2,560 in one request) of at most ``max_query_chars`` characters each
+  (``--max-query-chars``, 4,096: a whole 500-token Search-R1 turn), else 422;
+* ``topk``: an integer up to ``max_topk`` (``--max-topk``, 100), else 422; ``0`` or ``null`` (or
+  none) means ``default_topk`` (``--topk``), as in Search-R1's server (issue 23).
+
+A 422 says which field broke which limit and never echoes the request. The BM25 backends also
+score at most ``max_query_terms`` distinct terms per query (``--max-query-terms``, 64).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request model class, not a string.
 
 import contextlib
+import json
 import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Sequence
 
 from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
 
 INSTALL_HINT = 'pip install "mem1-gym[web]"'
-MAX_TOPK = 1000  # bounds the work one request can ask for
 _MAX_BATCH_QUERIES = 1024  # merged queries per search call: bounds encoder memory
+_ERRORS_SHOWN = 3  # a 422 names this many invalid fields (a bad batch can have thousands)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one ``POST /retrieve`` may ask for; over a limit the answer is 413 or 422 with the reason."""
+
+    max_body_bytes: int = 8 << 20
+    """Largest request body; 2,560 queries of 1,000 characters take 2.6 MB."""
+    max_queries: int = 4096
+    """Most queries in one request (Search-R1 sends a whole turn's batch, 2,560 in its GRPO recipe)."""
+    max_query_chars: int = 4096
+    """Longest query, in characters (a whole 500-token turn of Search-R1 fits)."""
+    max_topk: int = 100
+    """Largest ``topk``: bounds the answer (``max_queries`` × ``max_topk`` passages)."""
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be an integer >= 1, got {value!r}")
+
+
+def check_default_topk(default_topk: int, limits: ServerLimits) -> None:
+    """Raise ValueError unless ``default_topk`` is a ``topk`` the server's limits allow."""
+    if not 1 <= default_topk <= limits.max_topk:
+        raise ValueError(
+            f"default_topk (--topk) must be in [1, max_topk (--max-topk) = {limits.max_topk}], got {default_topk}"
+        )
 
 
 @dataclass
@@ -110,22 +150,30 @@ class BatchingSearcher:
             r.done.set()
 
 
-def create_app(retriever: Retriever, default_topk: int = 3):
+def create_app(retriever: Retriever, default_topk: int = 3, limits: ServerLimits = ServerLimits()):
     """A FastAPI app with ``POST /retrieve`` and ``GET /health`` over ``retriever``."""
     try:
         from fastapi import FastAPI, HTTPException
-        from pydantic import BaseModel, Field
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse
+        from pydantic import BaseModel, Field, Strict, StrictStr
     except ImportError as err:
         raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
-    if not 1 <= default_topk <= MAX_TOPK:
-        raise ValueError(f"default_topk must be in [1, {MAX_TOPK}], got {default_topk}")
+    check_default_topk(default_topk, limits)
 
     class RetrieveRequest(BaseModel):
-        queries: list[str]
-        topk: int | None = Field(default=None, ge=1, le=MAX_TOPK)
+        queries: list[Annotated[StrictStr, Field(max_length=limits.max_query_chars)]] = Field(
+            max_length=limits.max_queries
+        )
+        # Strict: JSON's 3.0, "3", true and Infinity are not a number of passages.
+        topk: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=limits.max_topk)
         return_scores: bool = False
 
     searcher = BatchingSearcher(retriever)
+    usage = (
+        f'send {{"queries": [at most {limits.max_queries} strings of at most {limits.max_query_chars} '
+        f'characters], "topk": 1..{limits.max_topk} (0 or null: {default_topk}), "return_scores": true|false}}'
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -133,15 +181,23 @@ def create_app(retriever: Retriever, default_topk: int = 3):
         searcher.close()  # the retriever itself belongs to the caller, who closes it
 
     app = FastAPI(title="mem1-gym retrieval", description=__doc__, lifespan=lifespan)
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+
+    # FastAPI's own 422 echoes the request, so one with topk Infinity became a 500 (the echo is not
+    # JSON) and a 1 MB query came back whole; this one names the fields and the limits only.
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request, err: RequestValidationError) -> JSONResponse:
+        problems = [_problem(e) for e in err.errors()[:_ERRORS_SHOWN]]
+        return JSONResponse(status_code=422, content={"detail": f"{'; '.join(problems)}; {usage}"})
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "backend": retriever.name, "default_topk": default_topk}
+        return {"status": "ok", "backend": retriever.name, "default_topk": default_topk, "limits": asdict(limits)}
 
     # A plain `def`: FastAPI runs it in its thread pool, so a slow batch never blocks the event loop.
     @app.post("/retrieve")
     def retrieve(request: RetrieveRequest) -> dict:
-        k = request.topk or default_topk
+        k = request.topk or default_topk  # 0 and null: the default, as in Search-R1's server
         try:
             hits = searcher.search(request.queries, k)
         except RetrievalError as err:
@@ -151,24 +207,80 @@ def create_app(retriever: Retriever, default_topk: int = 3):
     return app
 
 
+def _problem(error: dict) -> str:
+    """One pydantic error as ``queries.3: String should have at most 4096 characters`` (no input)."""
+    if error["type"] == "json_invalid":
+        return f"the body is not JSON ({error.get('ctx', {}).get('error', 'invalid')})"
+    where = ".".join(str(part) for part in error["loc"] if part != "body") or "the body"
+    return f"{where}: {error['msg']}"
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, before reading it when Content-Length says so."""
+
+    def __init__(self, app, max_bytes: int):
+        from fastapi import HTTPException  # an optional dependency: imported once a server is made
+
+        self.app, self.max_bytes, self._error = app, max_bytes, HTTPException
+        self.message = f"the request body is over {max_bytes} bytes (the server's --max-body-bytes)"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:  # uvicorn answers 400 to one not a number
+            body = json.dumps({"detail": self.message}).encode()
+            # Connection: close, as the unread body would otherwise be taken for the next request.
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def counted_receive():  # a chunked body declares no length: count what arrives
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._error(status_code=413, detail=self.message)  # FastAPI answers it
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
 def _wire_doc(doc: Doc, with_score: bool) -> dict:
     document = {"id": doc.id, "contents": doc.contents}
     return {"document": document, "score": doc.score} if with_score else document
 
 
-def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8013, default_topk: int = 3) -> None:
+def serve(
+    retriever: Retriever,
+    host: str = "127.0.0.1",
+    port: int = 8013,
+    default_topk: int = 3,
+    limits: ServerLimits = ServerLimits(),
+) -> None:
     """Serve until interrupted (Ctrl-C). Bind 0.0.0.0 only on a trusted network: there is no auth."""
     try:
         import uvicorn
     except ImportError as err:
         raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
-    uvicorn.run(create_app(retriever, default_topk), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(retriever, default_topk, limits), host=host, port=port, log_level="info")
 
 
 class RunningServer:
     """A server on a background thread of this process; :meth:`stop` (or ``with``) shuts it down."""
 
-    def __init__(self, retriever: Retriever, host: str = "127.0.0.1", port: int = 0, default_topk: int = 3):
+    def __init__(
+        self,
+        retriever: Retriever,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_topk: int = 3,
+        limits: ServerLimits = ServerLimits(),
+    ):
         import uvicorn
 
         # Bind here, not in uvicorn: port 0 then gives a free port with no window for another
@@ -184,7 +296,7 @@ class RunningServer:
         self.host, self.port = self._socket.getsockname()[:2]
         bracketed = f"[{self.host}]" if family == socket.AF_INET6 else self.host
         self.url = f"http://{bracketed}:{self.port}"
-        config = uvicorn.Config(create_app(retriever, default_topk), log_level="warning", lifespan="on")
+        config = uvicorn.Config(create_app(retriever, default_topk, limits), log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="mem1-gym-retrieval-http", daemon=True
@@ -215,11 +327,17 @@ class RunningServer:
         self.stop()
 
 
-def start_server(retriever: Retriever, host: str = "127.0.0.1", port: int = 0, default_topk: int = 3) -> RunningServer:
+def start_server(
+    retriever: Retriever,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    default_topk: int = 3,
+    limits: ServerLimits = ServerLimits(),
+) -> RunningServer:
     """Serve ``retriever`` in the background on a free loopback port; returns ``.url`` and ``.stop()``."""
     try:
         import fastapi  # noqa: F401  (fail here with the install hint, not inside the server thread)
         import uvicorn  # noqa: F401
     except ImportError as err:
         raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
-    return RunningServer(retriever, host, port, default_topk)
+    return RunningServer(retriever, host, port, default_topk, limits)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mem1_gym.retrieval.base import RetrievalError
 from mem1_gym.retrieval.build import BACKENDS
+from mem1_gym.web.miniweb import MiniWebConfig
 
 
 def add_commands(subparsers) -> None:
@@ -26,11 +27,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address; 0.0.0.0 exposes it (no auth) (%(default)s)")
     p.add_argument("--port", type=int, default=8030, help="(default: %(default)s)")
     p.add_argument("--snippet-chars", type=int, default=240, help="longest snippet per result (%(default)s)")
+    p.add_argument("--public-url", default=MiniWebConfig.public_url,
+                   help="scheme and host of result links, never the request's Host header (%(default)s)")
+    group = p.add_argument_group("request limits (a search over one gets HTTP 413 or 422 and the reason)")
+    group.add_argument("--max-body-bytes", type=int, default=MiniWebConfig.max_body_bytes,
+                       help="largest POST /search body (%(default)s)")
+    group.add_argument("--max-query-chars", type=int, default=MiniWebConfig.max_query_chars,
+                       help="longest query q, in characters (%(default)s)")
+    group.add_argument("--max-results", type=int, default=MiniWebConfig.max_results,
+                       help="largest num a search may ask for (%(default)s)")
     p.set_defaults(func=cmd_serve_miniweb)
 
 
 def cmd_serve_miniweb(args: argparse.Namespace) -> int:
-    from mem1_gym.web.miniweb import MiniWebConfig
     from mem1_gym.web.server import serve
 
     try:
@@ -39,6 +48,10 @@ def cmd_serve_miniweb(args: argparse.Namespace) -> int:
             backend=args.backend,
             index_dir=str(args.index) if args.index else None,
             snippet_chars=args.snippet_chars,
+            public_url=args.public_url,
+            max_body_bytes=args.max_body_bytes,
+            max_query_chars=args.max_query_chars,
+            max_results=args.max_results,
         )
         serve(config, host=args.host, port=args.port)
     except (RetrievalError, ValueError, FileNotFoundError, OSError) as err:

@@ -12,6 +12,8 @@
 * **Encodings**: the charset of the Content-Type header, else a BOM or ``<meta charset>`` in the
   first bytes, else UTF-8 if the first bytes decode as UTF-8, else Windows-1252 (the HTML default);
   undecodable bytes become U+FFFD, never an error.
+* **Broken answers** (a body that breaks off, bad chunking, bad gzip), raised while the body is
+  streamed, are :class:`WebError` like every other failure (issue 21).
 """
 
 from __future__ import annotations
@@ -130,15 +132,15 @@ def fetch_page(
         if why:
             raise WebError(f"refused to open {url}: {why}")
         policy.check_resolved(url)
-        response = client.request("GET", route(url) if route else url, what="page", stream=True,
-                                  allow_redirects=False, headers=_ACCEPT)
+        response = client.stream("GET", route(url) if route else url, what="page", allow_redirects=False,
+                                 headers=_ACCEPT)
         if not response.is_redirect:
             break
         response.close()
         url = urljoin(url, response.headers.get("Location", ""))
     else:
         raise WebError(f"more than {MAX_REDIRECTS} redirects")
-    with response:
+    with response, client.mapped("page"):
         if response.status_code != 200:
             raise WebError(f"HTTP {response.status_code} {response.reason or ''}".strip())
         kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()

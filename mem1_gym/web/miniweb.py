@@ -11,7 +11,13 @@ HTTP server in :mod:`mem1_gym.web.server` serves it.
 * **Search**: BM25 over the corpus through :func:`mem1_gym.retrieval.make_retriever` (bm25s by
   default), answered in Serper's JSON shape ``{"organic": [{"title", "link", "snippet",
   "position"}]}``. Snippets are query-biased like a search engine's: the sentences that share the
-  most words with the query, up to ``snippet_chars`` characters.
+  most words with the query, up to ``snippet_chars`` characters. Result links are absolute under
+  ``public_url`` (``http://miniweb.test``, the address :class:`~mem1_gym.web.providers.MiniWebProvider`
+  shows the agent), never under the Host header a request sent.
+* **Limits** (issue 21), each a :class:`MiniWebConfig` field and a ``mem1-gym serve-miniweb`` flag:
+  a search body of at most ``max_body_bytes`` (else 413), a query of at most ``max_query_chars``
+  characters and ``num`` an integer in [1, ``max_results``] (else 422); the search backend scores
+  at most :data:`~mem1_gym.retrieval.base.MAX_QUERY_TERMS` distinct terms of a query, each once.
 
 Memory: the corpus is held in memory twice (here and in the index), which is fine for the
 synthetic world (17 MB) and for corpora of a few million passages, not for all of wiki-18.
@@ -24,16 +30,15 @@ import html
 import re
 import threading
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from mem1_gym.retrieval.base import Corpus, Retriever
+from mem1_gym.retrieval.base import Corpus, Retriever, weighted_terms
 
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MAX_TITLE_WORDS = 8  # longer titles are not looked for in running text
 _NEIGHBOURS = 10  # other sections of an article are looked for this many rows either side
 _MATCH_PREFIX = 5  # "independent" matches "independence": a cheap stand-in for stemming in snippets
-MAX_RESULTS = 100
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,17 @@ class MiniWebConfig:
     """Longest snippet per result (Google's are about 160; a few more keep a whole fact sentence)."""
     see_also: int = 12
     """Most "See also" links per page."""
+    public_url: str = "http://miniweb.test"
+    """Scheme and host of the result links: the reserved name (RFC 6761) that ``MiniWebProvider``
+    sends as Host and shows the agent, whatever port serves it; keep it for the envs, whose
+    ``<open>`` only opens links under it. A request's Host header is never copied into links (a
+    client could make them point anywhere)."""
+    max_body_bytes: int = 64 * 1024
+    """Largest ``POST /search`` body (a query and a number); larger: HTTP 413."""
+    max_query_chars: int = 2048
+    """Longest query, in characters (Google's limit); longer: HTTP 422."""
+    max_results: int = 100
+    """Largest ``num`` (Serper's); larger, or not an integer: HTTP 422."""
 
     def resolved(self) -> "MiniWebConfig":
         """The same config with ``corpus_path=None`` replaced by the synthetic world's corpus."""
@@ -64,6 +80,12 @@ class MiniWebConfig:
             raise ValueError(f"snippet_chars must be >= 20 so a snippet can hold a fact, got {self.snippet_chars}")
         if self.see_also < 0:
             raise ValueError(f"see_also must be >= 0, got {self.see_also}")
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"public_url must be a scheme and host like http://miniweb.test, got {self.public_url!r}")
+        for name in ("max_body_bytes", "max_query_chars", "max_results"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def _plain_title(title_line: str) -> str:
@@ -105,9 +127,9 @@ class MiniWebSite:
 
     # ------------------------------------------------------------------ search
 
-    def search(self, query: str, num: int, base_url: str) -> dict:
-        """Serper-shaped results for ``query``; links are absolute under ``base_url``."""
-        num = max(1, min(int(num), MAX_RESULTS))
+    def search(self, query: str, num: int) -> dict:
+        """Serper-shaped results for ``query`` (``num`` in [1, ``max_results``], checked by the server)."""
+        base_url = self.config.public_url.rstrip("/")
         with self._lock:
             docs = self._retriever.search([query], num)[0]
         organic = [
@@ -183,7 +205,7 @@ def page_path(doc_id: str) -> str:
 def snippet(text: str, query: str, max_chars: int) -> str:
     """The sentences of ``text`` that share the most words with ``query``, in text order, within ``max_chars``."""
     sentences = [s for s in _SENTENCE_END.split(text.replace("\n", " ")) if s.strip()]
-    terms = {w.lower()[:_MATCH_PREFIX] for w in _WORD.findall(query) if len(w) > 2}
+    terms = set(weighted_terms(w.lower()[:_MATCH_PREFIX] for w in _WORD.findall(query) if len(w) > 2))
     scores = [len(terms & {w.lower()[:_MATCH_PREFIX] for w in _WORD.findall(s)}) for s in sentences]
     chosen, used = [], 0
     for i in sorted(range(len(sentences)), key=lambda j: (-scores[j], j)):

@@ -3,8 +3,10 @@
 A provider turns a query into ranked :class:`SearchResult` (title, URL, snippet) and says which
 pages ``<open>`` may fetch (:attr:`SearchProvider.url_policy`). API keys come only from the
 environment (``SERPER_API_KEY``, ``BRAVE_API_KEY``); they are sent in request headers, never in
-URLs (urllib3 logs URLs at DEBUG level), and redacted from every error. SerpAPI was not chosen as
-the second provider for that reason: it takes the key as a query parameter.
+URLs (urllib3 logs URLs), and redacted from every error. SerpAPI was not chosen as the second
+provider for that reason: it takes the key as a query parameter. A key goes only to its provider's
+API: it rides on the search request alone (pages that ``<open>`` fetches never carry it), and a
+redirect of that request to another host drops it (issue 21).
 
 Wire formats (what the clients send and read):
 
@@ -53,10 +55,12 @@ class SearchProvider(abc.ABC):
     default_rate_limit: float | None = None
     """Requests per second when the env's ``rate_limit`` is None."""
     _route = None  # maps an allowed URL to the URL requested (see MiniWebProvider); None: itself
+    endpoint = ""  # the search API's URL, set by each provider
 
-    def __init__(self, client: WebClient, url_policy: UrlPolicy):
+    def __init__(self, client: WebClient, url_policy: UrlPolicy, api_headers: dict[str, str] | None = None):
         self.client = client
         self.url_policy = url_policy
+        self._api_headers = dict(api_headers or {})  # the key: sent with searches, never with pages
 
     @abc.abstractmethod
     def search(self, query: str, k: int) -> list[SearchResult]:
@@ -71,21 +75,17 @@ class SearchProvider(abc.ABC):
     def close(self) -> None:
         self.client.close()
 
-    def __repr__(self) -> str:  # keys live in the client's headers and are never shown
+    def __repr__(self) -> str:  # keys live in the API headers and are never shown
         return f"{type(self).__name__}()"
 
-    def _json(self, response, what: str) -> Any:
-        """The JSON body of a final (non-retryable) response, or a :class:`WebError` that says what to fix."""
-        with response:
-            if response.status_code in (401, 403):
-                raise WebError(f"{self.name} refused the API key (HTTP {response.status_code}); check {what}")
-            if response.status_code != 200:
-                body = self.client.redact(response.text[:200])
-                raise WebError(f"{self.name} answered HTTP {response.status_code}: {body!r}")
-            try:
-                return response.json()
-            except ValueError as err:
-                raise WebError(f"{self.name} sent invalid JSON: {self.client.redact(response.text[:200])!r}") from err
+    def _api_json(self, method: str, key_hint: str, **kwargs: Any) -> Any:
+        """Call the search API (with the key) and return its JSON, or a :class:`WebError` that says what to fix."""
+        reply = self.client.request(method, self.endpoint, what="search", headers=self._api_headers, **kwargs)
+        if reply.status in (401, 403):
+            raise WebError(f"{self.name} refused the API key (HTTP {reply.status}); check {key_hint}")
+        if reply.status != 200:
+            raise WebError(f"{self.name} answered HTTP {reply.status}: {self.client.redact(reply.text[:200])!r}")
+        return self.client.json(reply, f"{self.name} search")
 
 
 class SerperProvider(SearchProvider):
@@ -97,12 +97,11 @@ class SerperProvider(SearchProvider):
 
     def __init__(self, config: ClientConfig, endpoint: str | None = None):
         key = _key(self.key_env, self.name)
-        super().__init__(WebClient(config, headers={"X-API-KEY": key}, secrets=(key,)), UrlPolicy())
+        super().__init__(WebClient(config, secrets=(key,)), UrlPolicy(), api_headers={"X-API-KEY": key})
         self.endpoint = endpoint or SERPER_URL
 
     def search(self, query: str, k: int) -> list[SearchResult]:
-        response = self.client.request("POST", self.endpoint, what="search", json={"q": query, "num": k})
-        body = self._json(response, f"the {self.key_env} environment variable")
+        body = self._api_json("POST", f"the {self.key_env} environment variable", json={"q": query, "num": k})
         organic = body.get("organic") if isinstance(body, dict) else None
         if organic is None:
             return []  # Serper omits "organic" when nothing matched
@@ -116,8 +115,9 @@ class MiniWebProvider(SerperProvider):
 
     The agent sees the mini-web at the stable address ``http://miniweb.test`` (a reserved name,
     RFC 6761), whatever port the server got: observations are then the same in every process and
-    on every machine. Requests go to ``base_url`` with ``Host: miniweb.test``, and the server
-    writes its links for the host it was asked for.
+    on every machine. Requests go to ``base_url`` with ``Host: miniweb.test``; the server writes its
+    links for its configured ``public_url`` (``http://miniweb.test`` by default), never for the Host
+    header of a request.
     """
 
     name = "miniweb"
@@ -147,19 +147,18 @@ class BraveProvider(SearchProvider):
     def __init__(self, config: ClientConfig, endpoint: str | None = None):
         key = _key(self.key_env, self.name)
         headers = {"X-Subscription-Token": key, "Accept": "application/json"}
-        super().__init__(WebClient(config, headers=headers, secrets=(key,)), UrlPolicy())
+        super().__init__(WebClient(config, secrets=(key,)), UrlPolicy(), api_headers=headers)
         self.endpoint = endpoint or BRAVE_URL
 
     def search(self, query: str, k: int) -> list[SearchResult]:
         params = {"q": query, "count": min(k, _BRAVE_MAX_COUNT)}
-        response = self.client.request("GET", self.endpoint, what="search", params=params)
-        body = self._json(response, f"the {self.key_env} environment variable")
+        body = self._api_json("GET", f"the {self.key_env} environment variable", params=params)
         web = body.get("web") if isinstance(body, dict) else None
         results = web.get("results") if isinstance(web, dict) else None
         if not isinstance(results, list):
             return []  # Brave omits "web" when nothing matched
         rows = ((r.get("title"), r.get("url"), r.get("description")) for r in results if isinstance(r, dict))
-        return _ranked(((strip_tags(t or ""), u, strip_tags(d or "")) for t, u, d in rows), k)
+        return _ranked(((strip_tags(_text(t)), u, strip_tags(_text(d))) for t, u, d in rows), k)
 
 
 PROVIDERS = {"miniweb": MiniWebProvider, "serper": SerperProvider, "brave": BraveProvider}
@@ -170,8 +169,13 @@ def _ranked(rows, k: int) -> list[SearchResult]:
     results = []
     for title, url, snippet in rows:
         if isinstance(url, str) and url and len(results) < k:
-            results.append(SearchResult(str(title or url), url, str(snippet or ""), len(results) + 1))
+            results.append(SearchResult(_text(title) or url, url, _text(snippet), len(results) + 1))
     return results
+
+
+def _text(value: Any) -> str:
+    """A provider's text field; anything else (null, a number, an object) reads as empty."""
+    return value if isinstance(value, str) else ""
 
 
 def _key(env_var: str, name: str) -> str:

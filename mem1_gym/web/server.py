@@ -2,6 +2,12 @@
 
 Routes: ``GET /wiki/<id>`` (a page), ``GET|POST /search`` (Serper's JSON), ``GET /health``, ``GET /``.
 
+Every bad request gets a 4xx and a JSON ``{"message"}`` that says what to send (issue 21): a bad
+or missing ``Content-Length`` 400/411, a body over ``max_body_bytes`` 413, a body that is not
+JSON (or nested too deeply to parse) 400, a query over ``max_query_chars`` or a ``num`` that is
+not an integer in [1, ``max_results``] (``Infinity``, ``1e400``, ``"10"``, ``true``) 422. The
+limits are :class:`~mem1_gym.web.miniweb.MiniWebConfig` fields and ``serve-miniweb`` flags.
+
 Built on the standard library's ``ThreadingHTTPServer`` rather than FastAPI + uvicorn (the
 retrieval server's stack): the offline default of ``MEM1-WebQA-N`` then works with the core
 install, and it is faster here: 1185 against 1084 requests/s for a small JSON answer with 8
@@ -23,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from mem1_gym.web.miniweb import MiniWebConfig, MiniWebSite
 
 logger = logging.getLogger(__name__)
-_MAX_BODY = 64 * 1024  # a search request is a query and a number
+_USAGE = 'send JSON {"q": "query", "num": 10}'
 _IDLE_SECONDS = 60  # keep-alive connections idle this long are closed (one thread each)
 
 
@@ -45,7 +51,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
         elif parts.path == "/search":
             params = parse_qs(parts.query)
-            self._search(params.get("q", [""])[0], params.get("num", ["10"])[0])
+            num = params.get("num", ["10"])[0]
+            if num.isascii() and num.isdigit() and len(num) < 10:  # int() of 5,000 digits raises
+                num = int(num)  # anything else stays a string, which _search refuses
+            self._search(params.get("q", [""])[0], num)
         elif parts.path == "/health":
             self._json(200, {"status": "ok", "pages": len(site.corpus)})
         elif parts.path == "/":
@@ -57,30 +66,53 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/search":
             self._json(404, {"message": "POST only to /search"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 < length <= _MAX_BODY:
-            self.close_connection = True  # the unread body would be taken for the next request
-            self._json(413, {"message": f"the body must be 1 to {_MAX_BODY} bytes of JSON"})
+        body = self._read_body()
+        if body is None:
             return
         try:
-            body = json.loads(self.rfile.read(length))
-            query, num = body["q"], body.get("num", 10)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            self._json(400, {"message": 'send JSON {"q": "query", "num": 10}'})
+            request = json.loads(body)
+            query, num = request["q"], request.get("num", 10)
+        except RecursionError:  # json's C parser recurses per nesting level
+            self._json(400, {"message": f"the body is nested too deeply to be a search; {_USAGE}"})
+            return
+        except (ValueError, KeyError, TypeError, AttributeError):  # ValueError: not JSON, or not UTF-8
+            self._json(400, {"message": _USAGE})
             return
         self._search(query, num)
 
+    def _read_body(self) -> bytes | None:
+        """The request body, or None once an error is answered (a body left unread closes the connection)."""
+        limit = self.server.site.config.max_body_bytes
+        declared = self.headers.get("Content-Length")
+        digits = (declared or "").lstrip("0")  # int() refuses strings of over 4,300 digits, zeros too
+        if declared is None:
+            problem = 411, "send the body with a Content-Length header"
+        elif not (declared.isascii() and declared.isdigit()):
+            problem = 400, f"Content-Length must be a number of bytes, got {declared[:40]!r}"
+        elif len(digits) > len(str(limit)) or int(digits or 0) > limit:
+            problem = 413, f"the body is over {limit} bytes; {_USAGE}"
+        elif not digits:
+            problem = 400, f"the body is empty; {_USAGE}"
+        else:
+            return self.rfile.read(int(digits))
+        self.close_connection = True  # the unread body would be taken for the next request
+        self._json(problem[0], {"message": problem[1]})
+        return None
+
     def _search(self, query, num) -> None:
-        if not isinstance(query, str) or not query.strip():
+        config = self.server.site.config
+        if not isinstance(query, str):
+            self._json(422, {"message": f"the query q must be a string; {_USAGE}"})
+        elif not query.strip():
             self._json(400, {"message": "the query q must be a non-empty string"})
-            return
-        try:
-            num = int(num)
-        except (TypeError, ValueError):
-            self._json(400, {"message": "num must be an integer"})
-            return
-        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
-        self._json(200, self.server.site.search(query, num, f"http://{host}"))
+        elif len(query) > config.max_query_chars:
+            limit = config.max_query_chars
+            self._json(422, {"message": f"the query has {len(query)} characters; the limit is {limit}"})
+        # bool is an int in Python, and JSON's 1e400 and Infinity parse to a float: none is a count.
+        elif isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= config.max_results:
+            self._json(422, {"message": f"num must be an integer from 1 to {config.max_results}"})
+        else:
+            self._json(200, self.server.site.search(query, num))
 
     def _json(self, status: int, payload: dict) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json")

@@ -171,7 +171,8 @@ class WebShopEnvBase(gym.Env[str, str]):
             terminated = True
             reward = self.config.reward_scale * self._view.reward_info["reward"]
             info.update(self._view.reward_info, success=self._view.reward_info["reward"] == 1.0)
-        truncated = not terminated and (self._turn >= self.max_turns or fault)
+        # An expired session (the site dropped it: SiteLimits) leads nowhere; reset() opens a new one
+        truncated = not terminated and (self._turn >= self.max_turns or fault or self._view.name == "expired")
         if truncated:
             info["success"] = False
         info["browser_error"] = fault

@@ -42,7 +42,7 @@ class BrowserFrontend(Frontend):
         self._page = page
         if page["page"] == "error":
             path = page["path"].split("?")[0]
-            raise SiteError(f"the shop site failed on {path}: {page['texts'][-1] if page['texts'] else 'unknown error'}")
+            raise SiteError(f"the shop site failed on {path}: {self.server.failure(path) or 'see the server log'}")
         info = json.loads(page["info"]) if page["info"] else None
         clickables = tuple((kind, text, group) for kind, text, group in page["clickables"])
         return PageView(page["page"], page["path"], PAGE_SEPARATOR.join(page["texts"]), clickables,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -76,8 +77,8 @@ class WebShopTextEnv(WebShopEnvBase):
 
     ## Rewards
     0 until the purchase, then ``reward_scale`` x WebShop's score in [0, 1]: type match x (matched
-    attributes + matched options + price under the cap) / (attributes + options + 1); rapidfuzz
-    threshold 85 (:mod:`mem1_gym.webshop.reward`). ``-invalid_action_penalty`` for a rejected action.
+    attributes + matched options + price under the cap) / (attributes + options + 1); fuzzy
+    match threshold 85, strings processed as the original's matcher does (:mod:`mem1_gym.webshop.reward`). ``-invalid_action_penalty`` for a rejected action.
 
     ## Starting State
     The search page of a goal drawn uniformly from the split by the seeded generator, or
@@ -85,13 +86,15 @@ class WebShopTextEnv(WebShopEnvBase):
 
     ## Episode End
     * Termination: ``click[buy now]`` on a product page.
-    * Truncation: ``max_turns`` actions (default 15) without a purchase.
+    * Truncation: ``max_turns`` actions (default 15) without a purchase, or the shop dropped the
+      session (``info["page"] == "expired"``: more than ``SiteLimits.max_sessions`` sessions opened
+      after it in this process, or a day unused); ``reset()`` opens a new one.
 
     ## Information
     Every step: ``turn``, ``turns_left``, ``max_turns``, ``goal_id``, ``goal_index``, ``split``,
     ``action_type`` ("search", "click", "invalid"; "" after reset), ``action`` (canonical, e.g.
     "click[buy now]"), ``valid_action``, ``error`` (why it was rejected; ""), ``page`` (search,
-    results, item, description, features, reviews, attributes, done), ``url``,
+    results, item, description, features, reviews, attributes, done, expired), ``url``,
     ``available_actions``, ``has_think``, ``has_summary``, ``consumed_chars``, ``browser_error``
     (always False here), ``injected`` (the exact text injected: the observation). After the purchase
     also the breakdown: ``reward``, ``r_type``, ``query_match``, ``category_match``, ``title_score``,
@@ -103,6 +106,8 @@ class WebShopTextEnv(WebShopEnvBase):
     :class:`~mem1_gym.webshop.shop.ShopConfig` fields as flat kwargs, e.g.
     ``gym.make("MEM1-WebShop-Text", split="test", max_turns=20, products_path="items_shuffle_1000.json",
     attributes_path="items_ins_v2_1000.json")``.
+    ``close()`` ends the env's session on the shared site; it is idempotent and also runs when the
+    env is garbage-collected.
 
     ## Example
     >>> import gymnasium as gym, mem1_gym
@@ -122,11 +127,12 @@ class WebShopTextEnv(WebShopEnvBase):
         config, _ = split_kwargs(kwargs)
         super().__init__(config, render_mode)
         self._text = TextFrontend(get_site(self.shop))
+        # The finalizer holds the frontend, never the env: a dropped env still frees its session
+        self._finalizer = weakref.finalize(self, self._text.close)
 
     def _frontend(self) -> Frontend:
         return self._text
 
     def close(self) -> None:
-        if not self._closed:
-            self._text.close()
         self._closed = True
+        self._finalizer()

@@ -170,3 +170,18 @@ def load_goals(path: str | Path) -> list[Goal]:
     """Goals written by :func:`save_goals` (one JSON object per line)."""
     with open(path, encoding="utf-8") as f:
         return [Goal.from_json(json.loads(line)) for line in f if line.strip()]
+
+
+def goals_by_split(goals: Iterable[Goal], path: str | Path) -> dict[str, tuple[Goal, ...]]:
+    """Goals of :func:`split_goals` grouped again by their ``<split>-<index>`` ids; ``path`` (where they
+    were read) is named when a split has none, instead of a "high <= 0" at the first reset."""
+    goals = list(goals)
+    by_split = {split: tuple(g for g in goals if g.id.startswith(split + "-")) for split in SPLITS}
+    empty = [split for split, group in by_split.items() if not group]
+    if empty:
+        raise ValueError(
+            f"{path} has no {' or '.join(empty)} goals ({len(goals)} in all): the file is cut short or was not "
+            f"written by split_goals; delete {Path(path).parent} if it is a generated shop (it is regenerated), "
+            f"else rewrite the file"
+        )
+    return by_split

@@ -48,11 +48,12 @@ class Node:
 class Page:
     """A rendered page: its nodes, the search form's target if it has one, and the purchase result."""
 
-    name: str  # search, results, item, description, features, reviews, attributes, done, not_found
+    name: str  # search, results, item, description, features, reviews, attributes, done; not_found, invalid, expired, error
     url: str
     nodes: tuple[Node, ...]
     search_url: str = ""  # GET target of the search form ("" when the page has no search bar)
     reward_info: dict | None = field(default=None)  # the done page's reward breakdown
+    status: int = 200  # the HTTP status the server answers with
 
     @property
     def text(self) -> str:

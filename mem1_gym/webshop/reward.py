@@ -1,17 +1,29 @@
-"""WebShop's purchase reward, exactly (reference/webshop.md §7; the paper's Eq. 1).
+"""WebShop's purchase reward, computed as the original computes it (reference/webshop.md §7; the paper's Eq. 1).
 
     R = r_type · (N_att + N_opt + 1[price ≤ price_upper]) / (|attributes| + |goal options| + 1)
 
-* ``N_att``: goal attributes matched by a product attribute with rapidfuzz ``token_set_ratio > 85``,
-  or found as a substring of the lower-cased title, bullet points or description.
-* ``N_opt``: goal option values matched (``token_set_ratio > 85``) by a selected option value, both
+* ``N_att``: goal attributes matched by a product attribute with :func:`token_set_ratio` > 85, or
+  found as a substring of the lower-cased title, bullet points or description.
+* ``N_opt``: goal options matched (:func:`token_set_ratio` > 85) by a selected option value, both
   first passed through :func:`normalize_color`.
 * ``r_type``: 1, or 0.5 when neither the query, nor ≥ 2 breadcrumb levels, nor > 20 % of the goal
   title's nouns match; then 0.1 below 10 % of the nouns and 0 at none (later rules override).
 
-The nouns are stored with each product and goal at generation time; only for original files without
-them are they derived here (spaCy's ``en_core_web_sm`` when installed, as the original, else a
-documented approximation), so no NLP model is needed at run time.
+The fuzzy matcher is the original's: thefuzz 0.19 ``token_set_ratio`` with its default string
+processing and integer scores (:func:`full_process`, :func:`token_set_ratio`), so ``Black`` matches
+``black`` and ``4 ounce (pack of 2)`` matches ``pack of 2``. Colours are reduced with the original's
+table, in its order (``dark grey`` → ``dark``). A synthetic goal's options reach the original's
+matcher as (name, value) pairs, and so they do here (see :class:`RewardConfig`).
+
+Title nouns are stored with each generated product and goal (brand, head noun, audience: fewer than
+spaCy finds, so ``r_type`` is lower than the original's on 11.6 % of same-type purchases). Only for
+original files without them are they derived here: spaCy's ``en_core_web_sm`` when installed (the
+original's definition), else :func:`approximate_title_nouns`. On the generated catalogue's 1,000
+titles the approximation gives spaCy's noun set for 76 % of titles and the same ``r_type`` on 99.9 %
+of same-type purchases and 98.3 % of random ones (spaCy 3.8 ``en_core_web_sm``; the original
+pinned 3.4, whose tags we could not run).
+
+Deliberate departures from the original are options of :class:`RewardConfig`, all off by default.
 """
 
 from __future__ import annotations
@@ -20,9 +32,8 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from difflib import SequenceMatcher
 from typing import TYPE_CHECKING
-
-from rapidfuzz import fuzz
 
 from mem1_gym.webshop.catalog import Product
 
@@ -31,28 +42,79 @@ if TYPE_CHECKING:  # goals.py imports this module
 
 FUZZY_THRESHOLD = 85  # PR #8 of WebShop replaced exact matching by fuzzy matching at "> 85"
 
-# Colour words: an option is reduced to the first of these it contains, so "bright navy" and
-# "navy" compare equal. Own list, the same idea and size as the original's table.
+# The original's colour table (web_agent_site/engine/normalize.py; reference/webshop.md §7.1), in
+# its order: the first entry found wins, so "dark grey" -> "dark" and "123alabaster" -> "alabaster".
 COLOR_SET = (
-    "almond", "amber", "apricot", "aqua", "army green", "ash", "azure", "beige", "berry", "black", "blonde",
-    "blue", "blush", "bone", "bronze", "brown", "burgundy", "camel", "camo", "caramel", "champagne",
-    "charcoal", "cherry", "chestnut", "chocolate", "clear", "coffee", "copper", "coral", "cream", "denim",
-    "ebony", "emerald", "espresso", "fuchsia", "gold", "granite", "grape", "graphite", "gray", "green",
-    "grey", "heather", "indigo", "ivory", "jade", "khaki", "lavender", "lemon", "leopard", "lilac", "lime",
-    "magenta", "mahogany", "maroon", "mauve", "midnight", "mint", "mocha", "multicolor", "mustard", "navy",
-    "nude", "oak", "olive", "orange", "peach", "pearl", "pewter", "pink", "platinum", "plum", "purple",
-    "rainbow", "red", "rose", "ruby", "rust", "sage", "sand", "sapphire", "scarlet", "silver", "slate",
-    "smoke", "steel", "stone", "tan", "taupe", "teal", "turquoise", "violet", "walnut", "wheat", "white",
-    "wine", "yellow",
+    "alabaster", "apricot", "aqua", "ash", "asphalt", "azure", "banana", "beige", "black", "blue", "blush",
+    "bordeaux", "bronze", "brown", "burgundy", "camel", "camo", "caramel", "champagne", "charcoal", "cheetah",
+    "chestnut", "chocolate", "christmas", "coffee", "cognac", "copper", "coral", "cranberry", "cream", "crystal",
+    "dark", "denim", "eggplant", "elephant", "espresso", "fuchsia", "gold", "granite", "grape", "graphite",
+    "grass", "gray", "green", "grey", "heather", "indigo", "ivory", "ivy", "khaki", "lavender", "lemon",
+    "leopard", "light", "lilac", "lime", "magenta", "maroon", "mauve", "merlot", "midnight", "mint", "mocha",
+    "multicolor", "mushroom", "mustard", "natural", "navy", "nude", "olive", "orange", "peach", "pewter", "pink",
+    "plum", "purple", "rainbow", "red", "rose", "royal", "rust", "sand", "sapphire", "seashell", "silver",
+    "skull", "slate", "steel", "stone", "stonewash", "sunflower", "tan", "taupe", "teal", "tiger", "turquoise",
+    "violet", "walnut", "wheat", "white", "wine", "yellow",
 )
 
+GoalOption = str | tuple[str, str]  # a human goal's value, or a synthetic goal's (name, value)
 
-def normalize_color(value: str) -> str:
-    """The first colour of :data:`COLOR_SET` that is a substring of ``value``, else ``value``."""
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Departures from the original's reward; the defaults compute exactly what the original does."""
+
+    option_values_only: bool = False
+    """Compare a named (synthetic or generated) goal option by its value alone. The original passes
+    such options as (name, value) pairs (``goal_options.items()``): a colour is then recognised only
+    when it is the whole value, and the fuzzy matcher sees "size large", so a selected "x-large"
+    does not match a goal "large" while it does match when values alone are compared."""
+
+
+def normalize_color(value: GoalOption) -> GoalOption:
+    """The first colour of :data:`COLOR_SET` contained in ``value``, else ``value``. Like the
+    original, "contained" is Python's ``in``: a substring of a string, but an *element* of a pair."""
     for color in COLOR_SET:
         if color in value:
             return color
     return value
+
+
+# thefuzz 0.19's default processing (reference/webshop.md §7.1): characters U+0080-U+00FF are
+# deleted ("café" -> "caf"; other non-ASCII characters stay), every non-word character (regex \W,
+# so "_" is kept) becomes a space, then the text is lower-cased and stripped. A pair is first
+# turned into its repr, "('size', 'large')" -> "size large", as the original's str() does.
+_LATIN1_SUPPLEMENT = dict.fromkeys(range(0x80, 0x100))
+_NON_WORD_RE = re.compile(r"\W")
+
+
+def full_process(value: GoalOption) -> str:
+    """The string the original's matcher compares (thefuzz ``full_process(force_ascii=True)``)."""
+    text = value if isinstance(value, str) else str(value)
+    return _NON_WORD_RE.sub(" ", text.translate(_LATIN1_SUPPLEMENT)).lower().strip()
+
+
+def _ratio(a: str, b: str) -> int:
+    # thefuzz 0.19 without python-Levenshtein, as the original's requirements.txt installs it:
+    # difflib's matching blocks (not an edit distance), rounded half-to-even to an integer, so a
+    # score of 85.4 is 85 and fails "> 85".
+    if a == b:
+        return 100
+    if not a or not b:
+        return 0
+    return round(100 * SequenceMatcher(None, a, b).ratio())
+
+
+def token_set_ratio(a: GoalOption, b: GoalOption) -> int:
+    """The original's ``fuzz.token_set_ratio(a, b)``: 0-100, an integer; argument order matters."""
+    p1, p2 = full_process(a), full_process(b)
+    if not p1 or not p2:
+        return 0
+    tokens1, tokens2 = set(p1.split()), set(p2.split())
+    common = " ".join(sorted(tokens1 & tokens2))
+    with_rest1 = f"{common} {' '.join(sorted(tokens1 - tokens2))}".strip()
+    with_rest2 = f"{common} {' '.join(sorted(tokens2 - tokens1))}".strip()
+    return max(_ratio(common, with_rest1), _ratio(common, with_rest2), _ratio(with_rest1, with_rest2))
 
 
 @dataclass(frozen=True)
@@ -103,28 +165,33 @@ def attribute_matches(product: Product, attributes: Sequence[str]) -> int:
     bullets = " ".join(product.bullet_points).lower()
     matches = 0
     for wanted in attributes:
-        if any(fuzz.token_set_ratio(have, wanted) > FUZZY_THRESHOLD for have in product.attributes) or wanted in title or wanted in bullets or wanted in description:
+        if any(token_set_ratio(have, wanted) > FUZZY_THRESHOLD for have in product.attributes) or wanted in title or wanted in bullets or wanted in description:
             matches += 1
     return matches
 
 
-def option_matches(selected: Sequence[str], wanted: Sequence[str]) -> int:
-    """How many goal option values a selected value matches (after colour normalisation)."""
-    chosen = [normalize_color(str(value)) for value in selected]
-    matches = 0
-    for value in (normalize_color(str(v)) for v in wanted):
-        if any(fuzz.token_set_ratio(have, value) > FUZZY_THRESHOLD for have in chosen):
-            matches += 1
-    return matches
+def option_matches(selected: Sequence[str], wanted: Sequence[GoalOption]) -> int:
+    """How many goal options (values, or (name, value) pairs) a selected value matches, both sides
+    colour-normalised first."""
+    chosen = [normalize_color(value) for value in selected]
+    targets = [normalize_color(want) for want in wanted]
+    return sum(any(token_set_ratio(have, target) > FUZZY_THRESHOLD for have in chosen) for target in targets)
 
 
-def get_reward(product: Product, goal: Goal, price: float, options: Mapping[str, str]) -> RewardBreakdown:
+def goal_options(goal: Goal, config: RewardConfig = RewardConfig()) -> list[GoalOption]:
+    """The goal's options as the original's matcher receives them: a human goal's values (group "")
+    as strings, a named option as its (name, value) pair unless ``config.option_values_only``."""
+    return [value if not group or config.option_values_only else (group, value) for group, value in goal.options]
+
+
+def get_reward(product: Product, goal: Goal, price: float, options: Mapping[str, str],
+               config: RewardConfig = RewardConfig()) -> RewardBreakdown:
     """The reward of buying ``product`` at ``price`` with the selected ``options`` ({group: value})."""
     r_type, query_match, category_match, title_score = type_reward(product, goal)
     n_att = attribute_matches(product, goal.attributes) if goal.attributes else 0
-    n_opt = option_matches(list(options.values()), goal.option_values) if goal.option_values else 0
+    n_opt = option_matches(list(options.values()), goal_options(goal, config)) if goal.options else 0
     r_price = price <= goal.price_upper
-    denominator = len(goal.attributes) + len(goal.option_values) + 1
+    denominator = len(goal.attributes) + len(goal.options) + 1
     return RewardBreakdown(
         reward=(n_att + n_opt + float(r_price)) / denominator * r_type,
         r_type=r_type,
@@ -134,9 +201,9 @@ def get_reward(product: Product, goal: Goal, price: float, options: Mapping[str,
         r_att=n_att / len(goal.attributes) if goal.attributes else 0.0,
         n_att=n_att,
         w_att=len(goal.attributes) / denominator,
-        r_option=n_opt / len(goal.option_values) if goal.option_values else None,
+        r_option=n_opt / len(goal.options) if goal.options else None,
         n_option=n_opt,
-        w_option=len(goal.option_values) / denominator,
+        w_option=len(goal.options) / denominator,
         r_price=r_price,
         w_price=1 / denominator,
     )
@@ -147,11 +214,29 @@ def product_nouns(product: Product) -> tuple[str, ...]:
     return product.title_nouns if product.title_nouns is not None else title_nouns(product.title)
 
 
-# Fallback only (original files carry no nouns): words that are never nouns in product titles.
-_NON_NOUNS = frozenset(
-    ["a", "an", "the", "and", "or", "of", "for", "with", "in", "on", "to", "by", "from", "at", "as", "is", "are", "be", "this", "that", "these", "those", "it", "its", "your", "our", "new", "best", "great", "premium", "quality", "natural", "organic", "professional", "portable", "compatible", "adjustable", "large", "small", "medium", "mini", "extra", "super", "ultra", "soft", "light", "dark", "heavy", "high", "low", "long", "short", "slim", "thin", "thick", "wide", "waterproof", "lightweight", "durable", "comfortable", "classic", "modern", "vintage", "casual", "black", "white", "red", "blue", "green", "pink", "grey", "gray", "brown", "purple", "yellow", "orange", "silver", "gold", "clear", "men's", "women's", "mens", "womens", "kids'", "unisex"]
+# Words spaCy does not tag NOUN/PROPN even in Title Case titles (prepositions, conjunctions,
+# determiners, pronouns, auxiliaries, the possessive "s"). Adjectives are *not* listed: in Title
+# Case spaCy tags "Soft", "Natural", "Black" as PROPN, and dropping them disagreed with it on 69 %
+# of the generated titles (the measurement in the module docstring).
+_CLOSED_CLASS = frozenset(
+    "a an the and or nor but of for with in on to by from at as into onto over under up down off out about "
+    "per via than is are be was were this that these those it its your our my his her their no not all any "
+    "each every both s".split()
 )
-_WORD_RE = re.compile(r"[a-z][a-z'&-]*")
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")  # "d.o.n." stays one token, as in spaCy
+_NUMBER_UNIT_RE = re.compile(r"[0-9.]+(k|mm|cm|m|kg|g|lb|oz|ft|in)")  # spaCy splits "4K" into "4" "K"
+
+
+def approximate_title_nouns(title: str) -> tuple[str, ...]:
+    """spaCy's nouns of a product title, approximated without a model: lower-cased alphanumeric
+    tokens minus numbers and closed-class words (a number's unit, "4k" -> "k", is kept)."""
+    nouns = []
+    for token in _TOKEN_RE.findall(title.lower()):
+        unit = _NUMBER_UNIT_RE.fullmatch(token)
+        token = unit.group(1) if unit else token
+        if token not in _CLOSED_CLASS and not token.replace(".", "").isdigit():
+            nouns.append(token)
+    return tuple(nouns)
 
 
 @functools.lru_cache(maxsize=1)
@@ -166,10 +251,9 @@ def _spacy():
 
 @functools.lru_cache(maxsize=65536)
 def title_nouns(title: str) -> tuple[str, ...]:
-    """Nouns of a title: spaCy ``en_core_web_sm`` NOUN/PROPN tokens when spaCy and the model are
-    installed (the original's definition), else lower-cased alphabetic words minus a list of
-    function words and common adjectives (an approximation: titles are mostly nouns)."""
+    """Nouns of a title: spaCy ``en_core_web_sm`` NOUN/PROPN tokens, lower-cased, when spaCy and the
+    model are installed (the original's definition), else :func:`approximate_title_nouns`."""
     nlp = _spacy()
     if nlp is not None:
         return tuple(t.text.lower() for t in nlp(title) if t.pos_ in ("NOUN", "PROPN"))
-    return tuple(w for w in _WORD_RE.findall(title.lower()) if w not in _NON_NOUNS)
+    return approximate_title_nouns(title)

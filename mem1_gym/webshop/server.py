@@ -4,36 +4,49 @@
 use is never a problem) and serves with werkzeug's threaded server in a daemon thread; browser envs
 of one process share one server per shop through :func:`acquire_server` / :func:`release_server`,
 and the last release stops it. ``mem1-gym serve-shop`` runs the same app for people.
+
+No page shows an exception (issue 21): URLs the site does not serve get its 404/410/422 pages,
+other methods than GET/POST a 405, and a failure of the site a 500 page without internals; the
+exception is logged, and kept for in-process envs by :meth:`ShopServer.failure`.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 from mem1_gym.webshop.pages import Node, Page, clean_text, render_html
 from mem1_gym.webshop.site import Site
 
 _NONCES = itertools.count(1)  # every rendered page gets a new one: the browser env waits for it to change
+_FAILURES_KEPT = 64  # failure messages a server keeps for ShopServer.failure (one per failed path)
+_log = logging.getLogger(__name__)
 
 
-def error_page(path: str, message: str) -> Page:
-    """What the site shows when it raised: the browser env turns this into a SiteError."""
-    return Page("error", path, (Node("title", "The shop site failed"), Node("text", clean_text(message))))
+def error_page(path: str, status: int, title: str) -> Page:
+    """An HTTP error or a failure of the site: a title and no internals. The browser env turns a
+    page named "error" (status 500) into a SiteError."""
+    message = "The server's log has the cause." if status >= 500 else "The shop only serves the pages its links lead to."
+    nodes = (Node("title", title), Node("text", message))
+    return Page("error" if status >= 500 else "refused", clean_text(path[:200]), nodes, status=status)
 
 
-def create_app(site: Site):
+def create_app(site: Site, on_failure: Callable[[str, str], None] | None = None):
     """The Flask app: ``/`` starts a session with a goal of ``site.human_split``; every other URL is
-    routed by :meth:`Site.dispatch`. Errors are shown with their message (status 500)."""
+    routed by :meth:`Site.dispatch`. A failure of the site answers 500 with a page that says only
+    that; the exception is logged and handed to ``on_failure(path, "Type: message")``."""
     from flask import Flask, Response, redirect, request
+    from werkzeug.exceptions import HTTPException
 
     app = Flask("mem1_gym.webshop")
 
-    def html(page: Page, status: int = 200) -> Response:
-        return Response(render_html(page, next(_NONCES)), status=status, mimetype="text/html")
+    def html(page: Page) -> Response:
+        return Response(render_html(page, next(_NONCES)), status=page.status, mimetype="text/html")
 
     @app.get("/")
     def index():
@@ -45,12 +58,20 @@ def create_app(site: Site):
 
     @app.route("/<path:path>", methods=["GET", "POST"])
     def page(path: str):
-        shown = site.dispatch("/" + path, request.args.to_dict())
-        return html(shown, 404 if shown.name == "not_found" else 200)
+        return html(site.dispatch("/" + path, request.args.to_dict()))
+
+    @app.errorhandler(HTTPException)
+    def refused(err: HTTPException):  # a client error (405 for PUT, ...): no log, no traceback
+        response = html(error_page(request.path, err.code or 400, f"{err.code} {err.name}"))
+        response.headers.update({k: v for k, v in err.get_headers() if k.lower() == "allow"})
+        return response
 
     @app.errorhandler(Exception)
     def failed(err: Exception):
-        return html(error_page(request.path, f"{type(err).__name__}: {err}"), 500)
+        _log.error("the shop site failed on %s", request.path, exc_info=err)
+        if on_failure is not None:
+            on_failure(request.path, f"{type(err).__name__}: {err}")
+        return html(error_page(request.path, 500, "The shop site failed"))
 
     return app
 
@@ -68,10 +89,13 @@ class ShopServer:
 
         self.site = site
         self.moved_from: tuple[int, str] | None = None
+        self._failures: OrderedDict[str, str] = OrderedDict()  # path -> "Type: message", newest last
+        self._failures_lock = threading.Lock()
         taken = _port_taken(host, port)
         if taken:  # any free port serves as well (the URL says which); werkzeug would sys.exit instead
             self.moved_from, port = (port, taken), 0
-        self._server = make_server(host, port, create_app(site), threaded=True, request_handler=_Handler)
+        app = create_app(site, self._record_failure)
+        self._server = make_server(host, port, app, threaded=True, request_handler=_Handler)
         self.host, self.port = host, self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"webshop-server-{self.port}", daemon=True)
         self._thread.start()
@@ -80,6 +104,19 @@ class ShopServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def _record_failure(self, path: str, message: str) -> None:
+        with self._failures_lock:
+            self._failures.pop(path, None)
+            self._failures[path] = message
+            while len(self._failures) > _FAILURES_KEPT:
+                self._failures.popitem(last=False)
+
+    def failure(self, path: str) -> str:
+        """Why the site failed on ``path`` (the exception its error page does not show), "" if it
+        did not: how an env in this process names the cause of a SiteError."""
+        with self._failures_lock:
+            return self._failures.pop(path, "")
 
     def serve_until_interrupted(self, on_ready: Callable[[str], None]) -> None:
         on_ready(self.url)

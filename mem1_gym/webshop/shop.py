@@ -18,6 +18,7 @@ from mem1_gym.webshop.catalog import Catalog, load_attributes, load_catalog
 from mem1_gym.webshop.goals import (
     SPLITS,
     Goal,
+    goals_by_split,
     human_goals,
     load_goals,
     split_goals,
@@ -107,6 +108,7 @@ def _load(config: ShopConfig) -> tuple[Catalog, dict[str, tuple[Goal, ...]], Pat
             ATTRIBUTES_FILE,
             GOALS_FILE,
             PRODUCTS_FILE,
+            SEARCH_CORPUS_FILE,
             GeneratorConfig,
             ensure_generated,
         )
@@ -114,9 +116,8 @@ def _load(config: ShopConfig) -> tuple[Catalog, dict[str, tuple[Goal, ...]], Pat
         directory = ensure_generated(GeneratorConfig(n_products=config.n_products, seed=config.seed))
         attributes = load_attributes(directory / ATTRIBUTES_FILE)
         catalog = load_catalog(directory / PRODUCTS_FILE, attributes, price_seed=config.seed)
-        goals = load_goals(directory / GOALS_FILE)
-        by_split = {split: tuple(g for g in goals if g.id.startswith(split + "-")) for split in SPLITS}
-        return catalog, by_split, directory / "search_corpus.jsonl"
+        by_split = goals_by_split(load_goals(directory / GOALS_FILE), directory / GOALS_FILE)
+        return catalog, by_split, directory / SEARCH_CORPUS_FILE
     attributes = load_attributes(config.attributes_path)
     catalog = load_catalog(config.products_path, attributes, limit=config.product_limit, price_seed=config.seed)
     if source == "human":

@@ -12,14 +12,23 @@ URLs (``sid`` = session id)::
     /<sid>/item/<asin>?q=&page=&options=<json>            item page with option radios
     /<sid>/item/<asin>/<sub>?q=&page=&options=<json>      description | features | reviews | attributes
     /<sid>/buy/<asin>?options=<json>         buys: computes the reward once, shows the done page
+
+Sessions are bounded (:class:`SiteLimits`): the least recently used one is dropped when more than
+``max_sessions`` are open, and one unused for ``session_ttl_s`` expires. A dropped session's URLs
+show an "expired" page (status 410) until a new session takes its place. Hostile URLs get a page
+with a 4xx status, never an exception: an unknown or malformed URL is "not found" (404), an
+``options`` argument that is not a small JSON object of strings is "invalid" (422).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
@@ -39,21 +48,49 @@ class SiteError(RuntimeError):
     """The site failed while serving a page (a bug or a broken backend, never bad agent input)."""
 
 
+@dataclass(frozen=True)
+class SiteLimits:
+    """What one site keeps and accepts (issue 21: sessions piled up and hostile URLs raised)."""
+
+    max_sessions: int = 10_000
+    """Open sessions kept; opening one more drops the least recently used (a session is a goal
+    reference and a result: 10,000 take a few MB, far more than the envs of one process)."""
+    session_ttl_s: float | None = 86_400.0
+    """A session unused this long expires (None: never). A day outlasts any pause between two
+    steps of an episode, so only abandoned sessions expire."""
+    max_sid_chars: int = 64
+    """Longest session id accepted in a URL (env ids and the site's own have 10 to 20 characters)."""
+    max_options_chars: int = 4_096
+    """Longest ``options`` argument (JSON of one value per option group: a few hundred characters)."""
+    max_results_page: int = 1_000
+    """Largest results page number (WebShop shows 50 hits, 5 pages); larger numbers are capped."""
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.session_ttl_s is not None and not self.session_ttl_s > 0:
+            raise ValueError(f"session_ttl_s must be > 0 seconds, or None to keep idle sessions, got {self.session_ttl_s}")
+        if min(self.max_sid_chars, self.max_options_chars, self.max_results_page) < 1:
+            raise ValueError("max_sid_chars, max_options_chars and max_results_page must be >= 1")
+
+
 @dataclass
 class Session:
     goal: Goal
+    last_used: float  # time.monotonic() of the last request (for session_ttl_s)
     purchase: tuple[str, dict[str, str]] | None = None  # (asin, options) once bought
     result: RewardBreakdown | None = field(default=None)
 
 
 @dataclass(frozen=True)
 class _View:
-    """Navigation state carried by a URL."""
+    """Navigation state carried by a URL (``session``: the session it belongs to, not part of URLs)."""
 
     sid: str
     q: str = ""
     page: int = 1
     options: dict = field(default_factory=dict)
+    session: Session | None = field(default=None, compare=False)
 
     def query(self, **extra: str) -> str:
         params = {"q": self.q, "page": str(self.page)}
@@ -65,11 +102,13 @@ class _View:
 class Site:
     """Sessions of one :class:`Shop` and the router. Thread-safe (the Flask server is threaded)."""
 
-    def __init__(self, shop: Shop, human_split: str = "test"):
+    def __init__(self, shop: Shop, human_split: str = "test", limits: SiteLimits = SiteLimits()):
         self.shop = shop
         self.human_split = human_split
+        self.limits = limits
         self.show_attributes = shop.config.show_attributes
-        self._sessions: dict[str, Session] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._dropped: OrderedDict[str, None] = OrderedDict()  # evicted or expired ids, as many at most
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- sessions
@@ -77,34 +116,77 @@ class Site:
     def open_session(self, sid: str, goal: Goal) -> str:
         """Start session ``sid`` on ``goal``; returns the URL of its search page."""
         with self._lock:
-            self._sessions[sid] = Session(goal)
+            self._add(sid, Session(goal, time.monotonic()))
         return f"/{quote(sid)}"
 
     def close_session(self, sid: str) -> None:
         with self._lock:
             self._sessions.pop(sid, None)
 
-    def session(self, sid: str) -> Session:
-        """The session; unknown ids (a human typing a URL) get a goal of ``human_split``:
-        ``fixed_<n>`` is goal n, as in the original, anything else a goal chosen by its hash."""
+    def __contains__(self, sid: object) -> bool:
+        """Whether session ``sid`` is open."""
         with self._lock:
-            if sid not in self._sessions:
-                goals = self.shop.goals[self.human_split]
-                if sid.startswith("fixed_") and sid[6:].isdigit():
-                    index = int(sid[6:]) % len(goals)
-                else:
-                    index = int(hashlib.sha1(sid.encode()).hexdigest(), 16) % len(goals)
-                self._sessions[sid] = Session(goals[index])
-            return self._sessions[sid]
+            return sid in self._sessions
+
+    def _add(self, sid: str, session: Session) -> Session:
+        """Insert (lock held), dropping the least recently used sessions beyond ``max_sessions``."""
+        self._dropped.pop(sid, None)
+        self._sessions[sid] = session
+        self._sessions.move_to_end(sid)
+        while len(self._sessions) > self.limits.max_sessions:
+            self._drop(next(iter(self._sessions)))
+        return session
+
+    def _drop(self, sid: str) -> None:
+        """Forget a session but remember that it existed (lock held), so its URLs say "expired"."""
+        del self._sessions[sid]
+        self._dropped[sid] = None
+        while len(self._dropped) > self.limits.max_sessions:
+            self._dropped.popitem(last=False)
+
+    def _lookup(self, sid: str, path: str) -> Session | Page:
+        """The session of a request (used now), or the page that says why there is none.
+
+        Unknown ids (a human typing a URL) get a session with a goal of ``human_split``:
+        ``fixed_<n>`` is goal n, as in the original, anything else a goal chosen by its hash."""
+        now = time.monotonic()
+        with self._lock:
+            ttl = self.limits.session_ttl_s
+            while ttl is not None and self._sessions and next(iter(self._sessions.values())).last_used < now - ttl:
+                self._drop(next(iter(self._sessions)))
+            session = self._sessions.get(sid)
+            if session is not None:
+                session.last_used = now
+                self._sessions.move_to_end(sid)
+                return session
+            if sid in self._dropped:
+                return _expired(path, self.limits)
+            goals = self.shop.goals[self.human_split]
+            if len(sid) > self.limits.max_sid_chars:
+                return _not_found(path, f"session ids have at most {self.limits.max_sid_chars} characters")
+            if sid.startswith("fixed_"):
+                number = sid[6:]
+                # isdigit() alone accepts "²", and int() of thousands of digits raises (issue 21)
+                if not (number.isascii() and number.isdigit() and len(number) < 10 and int(number) < len(goals)):
+                    return _not_found(path, f"fixed_<n> needs a goal number n in 0..{len(goals) - 1}")
+                index = int(number)
+            else:
+                index = int(hashlib.sha1(sid.encode("utf-8", "surrogatepass")).hexdigest(), 16) % len(goals)
+            return self._add(sid, Session(goals[index], now))
 
     # ----------------------------------------------------------------- routing
 
     def dispatch(self, path: str, args: Mapping[str, str]) -> Page:
-        """The page at ``path`` with query arguments ``args``; a not-found page for unknown URLs."""
+        """The page at ``path`` with query arguments ``args``; a not-found, invalid or expired page
+        (status 404, 422, 410) for URLs no link of the site leads to."""
         parts = [p for p in path.split("/") if p]
         if not parts:
-            return self._not_found(path)
-        view = _View(parts[0], " ".join(str(args.get("q", "")).split()), _page_number(args.get("page")), {})
+            return _not_found(path)
+        session = self._lookup(parts[0], path)
+        if isinstance(session, Page):
+            return session
+        q = " ".join(str(args.get("q", "")).split())
+        view = _View(parts[0], q, _page_number(args.get("page"), self.limits.max_results_page), {}, session)
         rest = parts[1:]
         if not rest:
             return self.search_page(view)
@@ -112,19 +194,23 @@ class Site:
             return self.results_page(view)
         if len(rest) in (2, 3) and rest[0] in ("item", "buy") and rest[1] in self.shop.catalog:
             product = self.shop.catalog[rest[1]]
-            view = _View(view.sid, view.q, view.page, _options(product, args.get("options")))
+            options = _options(product, args.get("options"), self.limits.max_options_chars)
+            if options is None:
+                return _invalid(path, "options must be a JSON object of option group -> value, "
+                                      f"at most {self.limits.max_options_chars} characters")
+            view = dataclasses.replace(view, options=options)
             if rest[0] == "buy" and len(rest) == 2:
                 return self.done_page(view, product)
             if len(rest) == 2:
                 return self.item_page(view, product)
             if rest[2] in SUB_PAGES and (rest[2] != "attributes" or self.show_attributes):
                 return self.sub_page(view, product, rest[2])
-        return self._not_found(path)
+        return _not_found(path)
 
     # ----------------------------------------------------------------- pages
 
     def _header(self, view: _View) -> list[Node]:
-        return [Node("heading", "Instruction:"), Node("text", clean_text(self.session(view.sid).goal.instruction))]
+        return [Node("heading", "Instruction:"), Node("text", clean_text(view.session.goal.instruction))]
 
     def search_page(self, view: _View) -> Page:
         nodes = [Node("title", "WebShop"), *self._header(view), Node("search", "Search")]
@@ -184,7 +270,7 @@ class Site:
         return Page(sub, f"{base}/{sub}" + view.query(), tuple(nodes))
 
     def done_page(self, view: _View, product: Product) -> Page:
-        session = self.session(view.sid)
+        session = view.session
         with self._lock:  # the reward is computed once per session, like the original
             if session.result is None:
                 session.purchase = (product.asin, dict(view.options))
@@ -196,28 +282,48 @@ class Site:
                  Node("reward", repr(session.result.reward), data=json.dumps(session.result.as_dict()))]
         return Page("done", f"/{view.sid}/buy/{asin}", tuple(nodes), reward_info=session.result.as_dict())
 
-    def _not_found(self, path: str) -> Page:
-        nodes = [Node("title", "Page not found"), Node("text", clean_text(f"There is no page at {path}."))]
-        return Page("not_found", path, tuple(nodes))
+def _message_page(name: str, status: int, path: str, title: str, message: str) -> Page:
+    path = path[:200]  # a hostile URL can be 64 KB long
+    return Page(name, path, (Node("title", title), Node("text", clean_text(message.format(path=path)))), status=status)
 
 
-def _page_number(raw) -> int:
+def _not_found(path: str, why: str = "") -> Page:
+    return _message_page("not_found", 404, path, "Page not found", "There is no page at {path}. " + why)
+
+
+def _invalid(path: str, why: str) -> Page:
+    return _message_page("invalid", 422, path, "Invalid request", "The shop cannot show {path}: " + why + ".")
+
+
+def _expired(path: str, limits: SiteLimits) -> Page:
+    why = f"more than {limits.max_sessions} sessions were opened after it"
+    if limits.session_ttl_s is not None:
+        why += f", or it was unused for {limits.session_ttl_s:g} s"
+    message = "The session of {path} has expired (" + why + "). Open / for a new one (an env: reset())."
+    return _message_page("expired", 410, path, "Session expired", message)
+
+
+def _page_number(raw, largest: int) -> int:
     try:
-        return max(1, int(raw))
-    except (TypeError, ValueError):
+        return min(max(1, int(raw)), largest)
+    except (TypeError, ValueError):  # int() also refuses more than 4,300 digits
         return 1
 
 
-def _options(product: Product, raw: str | None) -> dict[str, str]:
-    """Selected options from a URL, keeping only values the product offers."""
+def _options(product: Product, raw: str | None, max_chars: int) -> dict[str, str] | None:
+    """Selected options from a URL, keeping only values the product offers; None if malformed."""
+    if not raw:
+        return {}
+    if len(raw) > max_chars:
+        return None
     try:
-        wanted = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    if not isinstance(wanted, dict):
-        return {}
+        wanted = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested a thousand deep
+        return None
+    if not isinstance(wanted, dict) or not all(isinstance(v, str) for v in wanted.values()):
+        return None
     offered = dict(product.options)
-    return {g: v for g, v in wanted.items() if isinstance(v, str) and v in offered.get(g, ())}
+    return {g: v for g, v in wanted.items() if v in offered.get(g, ())}
 
 
 _SITES: dict[int, Site] = {}

@@ -10,6 +10,7 @@ import gymnasium as gym
 import pytest
 from mem1_agent.context import Mem1Context
 from mem1_agent.policies import (
+    GenerationRequest,
     PolicySpec,
     SamplingConfig,
     make_policy,
@@ -132,3 +133,34 @@ def test_policy_spec_parsing(monkeypatch):
     assert parse_policy_spec("openai:gpt-4o-mini") == PolicySpec("openai", "http://b:1/v1", "gpt-4o-mini")
     with pytest.raises(ValueError, match="unknown policy backend"):
         parse_policy_spec("llama:x")
+
+
+@pytest.mark.parametrize("where", ["model list", "completion"])
+def test_a_deeply_nested_answer_is_a_runtime_error_naming_the_url(codec, where):
+    from brokenhttp import BrokenHttp, answer, deep_json
+    from mem1_agent.policies.openai_http import OpenAIConfig, OpenAIPolicy
+
+    models = answer(json.dumps({"data": [{"id": "m"}]}).encode(), Content_Type="application/json")
+    server = BrokenHttp(*([deep_json()] if where == "model list" else [models, deep_json()]))
+    try:
+        with pytest.raises(RuntimeError, match=r"/v1/\w+ request failed after 1 attempt\(s\): JSON nested more"):
+            policy = OpenAIPolicy(OpenAIConfig(f"{server.url}/v1"), codec)
+            policy.generate([GenerationRequest(0, (1,), "Q?", ("</search>",), 4, "", 3)])
+    finally:
+        server.stop()
+
+
+def test_429_is_retried_after_its_retry_after(codec):
+    from brokenhttp import BrokenHttp, answer
+    from mem1_agent.policies.openai_http import OpenAIConfig, OpenAIPolicy
+
+    choice = {"choices": [{"text": "hello", "finish_reason": "length", "logprobs": None}]}
+    server = BrokenHttp(answer(b'{"error": "rate limited"}', "429 Too Many Requests", Retry_After="0"),
+                        answer(json.dumps(choice).encode(), Content_Type="application/json"))
+    try:
+        policy = OpenAIPolicy(OpenAIConfig(f"{server.url}/v1", "m"), codec)
+        [generation] = policy.generate([GenerationRequest(0, (1,), "Q?", ("</search>",), 4, "", 3)])
+    finally:
+        server.stop()
+    assert generation.text == "hello" and generation.finish is FinishReason.LENGTH
+    assert [path for _, path, _ in server.seen] == ["/v1/completions"] * 2

@@ -13,8 +13,9 @@ import bm25s
 import pytest
 
 from mem1_gym.data.formats import load_qa_file
+from mem1_gym.data.manifest import MANIFEST_FILE
 from mem1_gym.data.synthetic import (
-    MANIFEST,
+    WORLD_INFO,
     WORLD_VERSION,
     World,
     WorldConfig,
@@ -85,7 +86,7 @@ def test_same_config_gives_byte_identical_files(tmp_path):
     a = write_world(TINY, tmp_path / "a")
     b = write_world(TINY, tmp_path / "b")
     names = sorted(p.name for p in a.root.iterdir())
-    assert names == ["corpus.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl", MANIFEST]
+    assert names == ["corpus.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl", WORLD_INFO]
     for name in names:
         assert (a.root / name).read_bytes() == (b.root / name).read_bytes(), name
 
@@ -206,10 +207,15 @@ def test_written_questions_load_back_through_the_flashrag_loader(tmp_path, small
 def test_ensure_world_generates_once_under_the_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MEM1_GYM_CACHE", str(tmp_path))
     first = ensure_world(TINY)
-    assert first.root == tmp_path / TINY.key() and (first.root / MANIFEST).is_file()
+    assert first.root == tmp_path / TINY.key() and (first.root / MANIFEST_FILE).is_file()
     stamp = first.corpus_path.stat().st_mtime_ns
     assert ensure_world(TINY) == first and first.corpus_path.stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.iterdir()] == [TINY.key()]  # no temporary directory left
+    assert _listing(tmp_path) == [TINY.key()]  # no temporary directory left
+
+
+def _listing(folder: Path) -> list[str]:
+    """The names in ``folder`` but the build lock file, which stays (deleting it would break the lock)."""
+    return [p.name for p in folder.iterdir() if not p.name.endswith(".lock")]
 
 
 def _race(root: str, barrier) -> tuple[str, int]:
@@ -225,7 +231,7 @@ def test_ensure_world_survives_concurrent_callers(tmp_path):
         results = pool.starmap(_race, [(str(tmp_path), barrier)] * 4)
     assert len(set(results)) == 1
     root = Path(results[0][0])
-    assert [p.name for p in tmp_path.iterdir()] == [root.name]
+    assert _listing(tmp_path) == [root.name]
     reference = write_world(TINY, tmp_path.parent / f"{tmp_path.name}-reference")
     for name in ("corpus.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl"):
         assert (root / name).read_bytes() == (reference.root / name).read_bytes()
@@ -237,27 +243,3 @@ def test_default_world_is_large_and_retrievable():
     assert len(world.corpus) >= 20_000
     assert min(len(world.questions[s]) for s in SPLITS) >= 1000
     assert hop_hit_rate(world) >= 0.9
-
-
-def test_ensure_world_keeps_the_winners_copy_when_it_loses_the_race(tmp_path, monkeypatch):
-    import mem1_gym.data.synthetic as synthetic
-
-    real_write = synthetic.write_world
-
-    def write_while_another_process_finishes_first(config, root):
-        files = real_write(config, root)
-        real_write(config, tmp_path / config.key())  # the other process renames its copy in first
-        return files
-
-    monkeypatch.setattr(synthetic, "write_world", write_while_another_process_finishes_first)
-    files = ensure_world(TINY, root=tmp_path)
-    assert files.root == tmp_path / TINY.key() and (files.root / MANIFEST).is_file()
-    assert [p.name for p in tmp_path.iterdir()] == [TINY.key()]
-
-
-def test_ensure_world_refuses_an_incomplete_directory(tmp_path):
-    (tmp_path / TINY.key()).mkdir()
-    (tmp_path / TINY.key() / "corpus.jsonl").write_text("partial")
-    with pytest.raises(RuntimeError, match="delete it"):
-        ensure_world(TINY, root=tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [TINY.key()]

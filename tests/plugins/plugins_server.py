@@ -15,14 +15,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``python -m mem1_agent.serve`` on a free loopback port; returns once /v1/models answers."""
+def start_server(model: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``python -m mem1_agent.serve`` on a free loopback port (``env``: its environment); returns once
+    /v1/models answers."""
     import requests
 
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mem1_agent.serve", "--model", str(model), "--port", str(port), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import requests
 from mem1_agent.policies.base import GenerationRequest, SamplingConfig, TokenCodec
 from mem1_agent.policies.openai_http import OpenAIConfig, OpenAIPolicy
 from mem1_agent.records import FinishReason
+from mem1_agent.serve import main as serve_main
 from mem1_agent.serve_api import cut_at_stop
 from mem1_agent.tiny import load_tokenizer
 from plugins_server import start_server
@@ -63,19 +67,31 @@ def test_bad_requests_say_what_to_change(server):
     wrong = post("completions", {"model": "gpt-9", "prompt": "a"})
     assert wrong.status_code == 404 and "serves" in wrong.json()["error"]["message"]
     assert post("completions", {"prompt": "a", "stream": True}).status_code == 400
-    assert post("completions", {"prompt": "a", "max_tokens": 10**6}).status_code == 400
-    assert post("chat/completions", {"messages": "hi"}).status_code == 400
+    too_many = post("completions", {"prompt": "a", "max_tokens": 10**6})
+    assert too_many.status_code == 422 and "--max-tokens-limit" in too_many.json()["error"]["message"]
+    assert post("chat/completions", {"messages": "hi"}).status_code == 422
 
 
-def test_api_key_is_required_when_set(tiny_model):
-    proc, url = start_server(tiny_model, "--api-key", "sesame")
+def test_api_key_comes_from_the_environment_never_the_command_line(tiny_model):
+    proc, url = start_server(tiny_model, env={**os.environ, "MEM1_AGENT_API_KEY": "sesame"})
     try:
+        assert "sesame" not in " ".join(psutil.Process(proc.pid).cmdline())
         assert requests.get(f"{url}/models", timeout=10).status_code == 401
+        wrong = requests.get(f"{url}/models", headers={"Authorization": "Bearer sesamf"}, timeout=10)
         good = requests.get(f"{url}/models", headers={"Authorization": "Bearer sesame"}, timeout=10)
-        assert good.status_code == 200
+        assert wrong.status_code == 401 and good.status_code == 200
+        assert requests.get(f"{url.removesuffix('/v1')}/health", timeout=10).status_code == 200  # probes need no key
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_key_on_the_command_line_is_refused_with_the_remedy(tiny_model, monkeypatch, capsys):
+    monkeypatch.delenv("UNSET_KEY_VARIABLE", raising=False)
+    assert serve_main(["--model", str(tiny_model), "--api-key-env", "UNSET_KEY_VARIABLE"]) == 2
+    assert "UNSET_KEY_VARIABLE is not set" in capsys.readouterr().err  # named but empty: never serve without a key
+    assert serve_main(["--model", str(tiny_model), "--api-key", "sesame"]) == 2
+    assert "MEM1_AGENT_API_KEY" in capsys.readouterr().err
 
 
 def test_cut_at_stop_takes_the_earliest_stop():

@@ -30,6 +30,7 @@ def test_server_binds_loopback_and_reports_health(server):
         "status": "ok",
         "backend": "bm25s",
         "default_topk": 2,
+        "limits": {"max_body_bytes": 8 << 20, "max_queries": 4096, "max_query_chars": 4096, "max_topk": 100},
     }
 
 
@@ -56,7 +57,7 @@ def test_missing_topk_and_return_scores_use_the_defaults(server):
 
 
 def test_bad_requests_are_rejected_with_422(server):
-    for body in ({"queries": "not a list"}, {"queries": ["x"], "topk": 0}, {"topk": 3}):
+    for body in ({"queries": "not a list"}, {"queries": ["x"], "topk": -1}, {"topk": 3}):
         assert requests.post(f"{server.url}/retrieve", json=body, timeout=5).status_code == 422
 
 

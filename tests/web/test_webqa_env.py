@@ -180,6 +180,7 @@ def test_live_provider_needs_its_key_and_makes_the_spec_nondeterministic(monkeyp
         ({"rate_limit": 0}, "rate_limit"),
         ({"qa_path": "questions.jsonl"}, "corpus_path"),
         ({"evidence_bonus": 0.5}, "MultiHopQA only"),
+        ({"k": 101}, "k must be <= 100 with the mini-web"),  # its server answers 422 past its cap
     ],
 )
 def test_bad_config_says_what_to_change(kwargs, match):

@@ -25,13 +25,13 @@ def spied_env():
     env = gym.make("MEM1-WebQA-2", allow_open=True, page_chars=500)
     env.reset(seed=0)
     client = env.unwrapped.provider.client
-    sent, real_request = [], client.request
+    sent, real_stream = [], client.stream  # searches and pages alike are sent through stream()
 
     def spy(method, url, **kwargs):
         sent.append(url)
-        return real_request(method, url, **kwargs)
+        return real_stream(method, url, **kwargs)
 
-    client.request = spy
+    client.stream = spy
     yield env, sent
     env.close()
 

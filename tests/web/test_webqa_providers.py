@@ -151,7 +151,7 @@ def test_client_rate_limit_holds_over_real_requests(fake_web):
     client = WebClient(ClientConfig(rate_limit=20.0))
     started = time.perf_counter()
     for _ in range(5):
-        client.request("GET", fake_web.url + "/ok", what="page").close()
+        client.request("GET", fake_web.url + "/ok", what="page")
     assert time.perf_counter() - started >= 4 / 20.0 * 0.95
     client.close()
     client.close()

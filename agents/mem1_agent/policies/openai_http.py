@@ -11,13 +11,14 @@ are exact only when the server returns them (``request_token_ids=True`` asks vLL
 ``token_id:N`` tokens); otherwise the text is encoded with the counting tokenizer and the turn is
 recorded with ``ids_as_sampled=False`` and no log-probs. The API key comes from the config or
 ``OPENAI_API_KEY`` and is sent only in the Authorization header, never logged or stored.
+Requests go through :mod:`mem1_gym.http` (urllib3 retries with backoff on connection errors, timeouts,
+429 and 5xx, Retry-After obeyed up to 8 s; capped answers; one error type, a ``RuntimeError``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from mem1_agent.policies.base import (
 )
 from mem1_agent.records import FinishReason
 from mem1_gym import protocol
+from mem1_gym.http import HttpClient, HttpConfig, HttpError
 
 _TOKEN_ID_RE = re.compile(r"\Atoken_id:(\d+)\Z")
 
@@ -53,7 +55,7 @@ class OpenAIConfig:
     concurrency: int = 16
     """Requests in flight at once."""
     retries: int = 2
-    """Extra attempts after a connection error or a 5xx answer."""
+    """Extra attempts after a connection error, a timeout, HTTP 429 or a 5xx answer."""
     request_token_ids: bool = False
     """Ask for sampled token ids (vLLM's return_tokens_as_token_ids); other servers may reject it."""
 
@@ -70,14 +72,16 @@ class OpenAIPolicy(Policy):
     """Text in, text out over HTTP; checked for reachability when constructed."""
 
     def __init__(self, config: OpenAIConfig, codec: TokenCodec, sampling: SamplingConfig = SamplingConfig()) -> None:
-        import requests
-
         self.config = config
         self.codec = codec
         self.sampling = sampling
-        self._session = requests.Session()
-        key = config.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        self._session.headers["Authorization"] = f"Bearer {key}"
+        key = config.api_key or os.environ.get("OPENAI_API_KEY")
+        self._client = HttpClient(
+            HttpConfig(timeout=config.timeout, retries=config.retries),
+            headers={"Authorization": f"Bearer {key or 'EMPTY'}"},  # servers without auth accept anything
+            secrets=(key,),
+            pool_size=config.concurrency,
+        )
         self._root = config.base_url.rstrip("/")
         self.model = config.model or self._first_model()
         self.name = f"openai-{config.api}:{self._root}:{self.model}"
@@ -95,20 +99,23 @@ class OpenAIPolicy(Policy):
             raise RuntimeError(f"{self._root} serves {models}, not {self.model!r}; fix the model name in --policy")
 
     def _get_models(self) -> list[str]:
-        import requests
-
+        url = f"{self._root}/models"
         try:
-            response = self._session.get(f"{self._root}/models", timeout=min(self.config.timeout, 10))
-        except requests.RequestException as err:
+            reply = self._client.request("GET", url, what=url, timeout=min(self.config.timeout, 10))
+        except HttpError as err:
             raise RuntimeError(
-                f"cannot reach the OpenAI-compatible server at {self._root} ({type(err).__name__}); start it "
+                f"cannot reach the OpenAI-compatible server at {self._root} ({err.cause}); start it "
                 f"(e.g. `vllm serve MODEL --port 8000`) or fix the URL in --policy / $OPENAI_BASE_URL"
             ) from None
-        if response.status_code in (401, 403):
-            raise RuntimeError(f"{self._root} rejected the API key (HTTP {response.status_code}); set $OPENAI_API_KEY")
-        if not response.ok:
-            raise RuntimeError(f"{self._root}/models answered HTTP {response.status_code}; is this an OpenAI-compatible /v1 URL?")
-        return [m["id"] for m in response.json().get("data", [])]
+        if reply.status in (401, 403):
+            raise RuntimeError(f"{self._root} rejected the API key (HTTP {reply.status}); set $OPENAI_API_KEY")
+        if not 200 <= reply.status < 300:
+            raise RuntimeError(f"{url} answered HTTP {reply.status}; is this an OpenAI-compatible /v1 URL?")
+        body = self._client.json(reply, url)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            return []
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         with ThreadPoolExecutor(max_workers=min(self.config.concurrency, max(1, len(requests)))) as pool:
@@ -134,21 +141,15 @@ class OpenAIPolicy(Policy):
         return self._to_generation(choice, request.stop)
 
     def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        import requests
-
-        for attempt in range(self.config.retries + 1):
-            try:
-                response = self._session.post(url, json=body, timeout=self.config.timeout)
-            except requests.RequestException as err:
-                if attempt == self.config.retries:
-                    raise RuntimeError(f"request to {url} failed ({type(err).__name__}) after {attempt + 1} attempts") from None
-            else:
-                if response.ok:
-                    return response.json()["choices"][0]
-                if response.status_code < 500 or attempt == self.config.retries:
-                    raise RuntimeError(f"{url} answered HTTP {response.status_code}: {response.text[:300]}")
-            time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable: the loop returns or raises")
+        """The first choice of a completion; :class:`~mem1_gym.http.HttpError` (a RuntimeError) on any failure."""
+        reply = self._client.request("POST", url, what=url, json=body)
+        if not 200 <= reply.status < 300:
+            raise RuntimeError(f"{url} answered HTTP {reply.status}: {self._client.redact(reply.text[:300])}")
+        answer = self._client.json(reply, url)
+        choices = answer.get("choices") if isinstance(answer, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise RuntimeError(f"{url} answered without a choice: {self._client.redact(reply.text[:300])!r}")
+        return choices[0]
 
     def _to_generation(self, choice: dict[str, Any], stop: Sequence[str]) -> Generation:
         if self.config.api == "chat":
@@ -171,7 +172,7 @@ class OpenAIPolicy(Policy):
         return Generation(self.codec.encode(text), text, None, finish, ids_as_sampled=False)
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()
 
 
 def _token_id(token: str) -> int | None:
