@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=2, help="trajectories per step")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per cell (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--turns", type=int, nargs="+", default=list(TURNS), help="trajectory lengths to measure")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "layouts.json")
     parser.add_argument("--peak-of", nargs=2, metavar=("TURNS", "LAYOUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,7 +173,7 @@ def main() -> None:
     model_argv = [f"--device={args.device}", f"--hidden={args.hidden}", f"--layers={args.layers}",
                   f"--vocab={args.vocab}", f"--trajectories={args.trajectories}", f"--threads={args.threads}"]
     results = []
-    for n_turns in TURNS:
+    for n_turns in args.turns:
         rows = time_cells(n_turns, args, device)
         for row in rows:
             row["peak_mib"] = measure_peak(n_turns, row["layout"], model_argv)

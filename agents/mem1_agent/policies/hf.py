@@ -95,7 +95,11 @@ class TransformersPolicy(Policy):
         logprobs: list[list[float]] = [[] for _ in range(rows)]
         finish: list[FinishReason | None] = [None] * rows
         past = None
-        with torch.inference_mode():
+        from mem1_agent.train.device import autocast
+
+        # bf16 autocast on CUDA: the learner's fp32 module samples in bf16 with its KV cache (a bf16
+        # checkpoint is unaffected); the learner recomputes every log-prob it trains on.
+        with torch.inference_mode(), autocast(self.device):
             for _ in range(max(budgets)):
                 output = self.model(
                     input_ids=input_ids, attention_mask=attention, position_ids=positions,

@@ -1,0 +1,164 @@
+"""Learner throughput on one device: rollout tokens/s, update tokens/s, MFU and peak memory.
+
+    python benchmarks/bench_train.py                                   # CPU fp32, the tiny shape
+    python benchmarks/bench_train.py --shape 5m --threads 2
+    python benchmarks/bench_train.py --device cuda --shape qwen2.5-0.5b --out results/gpu_train.json
+
+A random-init Qwen2 of the chosen shape (no weights needed: ``qwen2.5-0.5b`` has Qwen2.5-0.5B's
+layers, widths and 151,936-token vocabulary) runs the learner's two hot paths on MEM1-shaped token
+ids (prompt 470, state + action 42, observation 400 tokens: measured on MEM1-MultiHopQA-2):
+
+* **rollout**: :class:`~mem1_agent.policies.hf.TransformersPolicy` over the learner's fp32 module,
+  ``--rollouts`` contexts sampled together with the KV cache for ``--new-tokens`` tokens each (bf16
+  autocast on CUDA, as the learner samples);
+* **update**: forward + backward + AdamW of the token-mean NLL on ``--trajectories`` trajectories of
+  ``--turns`` turns in the prefix-cache layout (the learner's default), bf16 autocast on CUDA.
+
+MFU = 6 x parameters x update tokens/s / peak FLOP/s (``--peak-tflops``, default the H200's ~790 bf16
+dense TFLOP/s the GPU-check issue quotes); the attention term is left out, so it is a lower bound.
+The baseline in the same run is the update of the per-turn layout (every turn recomputes the
+prompt); "vs per-turn" compares seconds per step on the same trajectories. Peak memory: the CUDA allocator's peak, or the process's peak RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_layouts import proc_status_kib, synchronize, tokens_processed, trajectory  # noqa: E402
+from mem1_agent.train.device import resolve_device  # noqa: E402
+from mem1_agent.train.layouts import per_turn_samples, prefix_cache_sample  # noqa: E402
+from mem1_agent.train.sft import accumulate_nll  # noqa: E402
+
+# (hidden, layers, heads, kv heads, intermediate, vocab, tied embeddings)
+SHAPES = {
+    "tiny": (64, 2, 4, 2, 128, 2048, True),
+    "5m": (256, 4, 4, 2, 1024, 8192, True),
+    "qwen2.5-0.5b": (896, 24, 14, 2, 4864, 151936, True),
+    "qwen2.5-1.5b": (1536, 28, 12, 2, 8960, 151936, True),
+}
+
+
+def make_model(shape: str, device: torch.device):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    hidden, layers, heads, kv_heads, intermediate, vocab, tied = SHAPES[shape]
+    config = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, tie_word_embeddings=tied,
+                         max_position_embeddings=32768, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(config).to(device)
+
+
+class _Codec:
+    """The few TokenCodec members the policy reads; ids come pre-tokenized."""
+
+    pad_id = 0
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return ""
+
+
+def rollout_tokens_per_s(model, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
+    from mem1_agent.policies.base import GenerationRequest, SamplingConfig
+    from mem1_agent.policies.hf import HFConfig, TransformersPolicy
+
+    sampling = SamplingConfig(max_new_tokens=args.new_tokens)
+    policy = TransformersPolicy.from_model(model.eval(), _Codec(), sampling, HFConfig(max_batch=args.rollouts))
+    policy._finished = lambda ids, stop, budget: "length" if len(ids) >= budget else None  # fixed length
+    g = torch.Generator().manual_seed(1)
+    vocab = model.config.vocab_size
+    requests = [GenerationRequest(slot=i, context_ids=tuple(torch.randint(1, vocab, (args.context,), generator=g).tolist()),
+                                  context_text="", stop=(), max_new_tokens=args.new_tokens, observation="", turns_left=1)
+                for i in range(args.rollouts)]
+    seconds = []
+    for _ in range(args.repeats + 1):
+        synchronize(device)
+        started = time.perf_counter()
+        out = policy.generate(requests)
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    tokens = sum(len(o.token_ids) for o in out)
+    median = statistics.median(seconds[1:])  # the first call warms up kernels and the allocator
+    return tokens / median, median
+
+
+def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: torch.device) -> dict:
+    g = torch.Generator().manual_seed(args.turns)
+    trajectories = [trajectory(args.turns, model.config.vocab_size, g) for _ in range(args.trajectories)]
+    if layout == "per-turn":
+        samples, micro = [s for t in trajectories for s in per_turn_samples(t)], args.turns
+    else:
+        samples, micro = [prefix_cache_sample(t) for t in trajectories], 1
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    seconds = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
+    for _ in range(args.repeats + 1):
+        synchronize(device)
+        started = time.perf_counter()
+        accumulate_nll(model, samples, micro, 0, device)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else proc_status_kib("VmHWM") / 2**20
+    tokens = sum(tokens_processed(s) for s in samples)
+    median = statistics.median(seconds[1:])
+    del optimizer
+    return {"layout": layout, "tokens_per_step": tokens, "seconds_per_step": median, "tokens_per_s": tokens / median,
+            "peak_gib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    parser.add_argument("--turns", type=int, default=8, help="turns per trajectory in the update")
+    parser.add_argument("--trajectories", type=int, default=2, help="trajectories per update step")
+    parser.add_argument("--rollouts", type=int, default=16, help="contexts sampled together")
+    parser.add_argument("--context", type=int, default=900, help="context tokens of each rollout")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens sampled per rollout")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="device peak bf16 dense TFLOP/s for MFU")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = make_model(args.shape, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    rollout_tps, rollout_s = rollout_tokens_per_s(model, args, device)
+    rows = [update_tokens_per_s(model, layout, args, device) for layout in ("per-turn", "prefix-cache")]
+    for row in rows:
+        row["mfu"] = 6 * n_params * row["tokens_per_s"] / (args.peak_tflops * 1e12) if device.type == "cuda" else None
+        row["speedup"] = rows[0]["seconds_per_step"] / row["seconds_per_step"]  # same trajectories per step
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
+    print(f"{args.shape}: {n_params / 1e6:.1f}M parameters on {name}; {args.turns}-turn trajectories\n")
+    print(f"rollout: {args.rollouts} x {args.new_tokens} tokens after {args.context}-token contexts: "
+          f"{rollout_tps:.0f} tokens/s ({rollout_s:.2f} s per call)\n")
+    print("| update layout | tokens/step | s/step | tokens/s | vs per-turn | MFU | peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        mfu = f"{100 * row['mfu']:.1f} %" if row["mfu"] is not None else "-"
+        print(f"| {row['layout']} | {row['tokens_per_step']} | {row['seconds_per_step']:.3f} | {row['tokens_per_s']:.0f} | "
+              f"{row['speedup']:.2f}x | {mfu} | {row['peak_gib']:.2f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"device": name, "shape": args.shape, "parameters": n_params,
+                                    "rollout_tokens_per_s": rollout_tps, "rollout_seconds": rollout_s,
+                                    "args": {k: str(v) for k, v in vars(args).items()}, "update": rows}, indent=2),
+                        encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
