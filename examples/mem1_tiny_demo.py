@@ -19,12 +19,12 @@ Steps, top to bottom:
    20 iterations; the reward is F1 plus a bonus for each supporting passage retrieved
    (``evidence_bonus``). Default ``--algo rloo``: 4 rollouts per task, advantage = reward minus the
    mean of the other three, so a task whose rollouts all score the same (most, this early) moves
-   nothing; ``--algo ppo`` (value head, token-level GAE) let the policy drift here (README);
+   nothing; ``--algo ppo`` (value head, token-level GAE) let the policy drift here (docs/experiments.md);
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
 Every stage runs a fixed number of steps and all is seeded, so a run that no cap cuts short should give
-the README's run K (the pretraining reproduced to the printed digit in three runs); a minute cap beside
+run K in docs/experiments.md (the pretraining reproduced to the printed digit in three runs); a minute cap beside
 each step count stops a stage early on a slow or busy machine, and the run says so.
 
 A 64-wide, 2-layer model is far too small to do multi-hop QA well; what the demo shows is that the
@@ -143,11 +143,11 @@ def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, hori
 
 def cut_short(stage: str, done: int, planned: int, minutes: float, cut: bool | None = None) -> None:
     """Say so when a stage's minute cap stopped it before its step count (``cut``; by default ``done <
-    planned``): the numbers will then differ from the README's (a slower or busier machine than the 2 cores
+    planned``): the numbers will then differ from docs/experiments.md's (a slower or busier machine than the 2 cores
     they were measured on)."""
     if done < planned if cut is None else cut:
         print(f"note: {stage} stopped at its {minutes}-minute cap after {done} of {planned} steps (a slow or busy "
-              "machine); the results will differ from the README's", flush=True)
+              "machine); the results will differ from docs/experiments.md", flush=True)
 
 
 def main() -> None:
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
     parser.add_argument("--algo", choices=("ppo", "rloo", "grpo"), default="rloo",
                         help="rloo (default)/grpo: the clipped PPO objective with group baselines over 4 rollouts "
-                             "per task; ppo: value head + GAE (drifts on this sparse reward: see the README)")
+                             "per task; ppo: value head + GAE (drifts on this sparse reward: see docs/experiments.md)")
     parser.add_argument("--out", type=Path, default=Path("runs/mem1-tiny-demo"))
     args = parser.parse_args()
     budget = QUICK if args.quick else FULL

@@ -4,8 +4,11 @@
     python examples/quickstart.py --policy echo   # a policy that never searches (a baseline)
     python examples/quickstart.py --env MEM1-MultiHopQA-8 --episodes 20
 
-A policy is any ``callable(observation: str, info: dict) -> str`` returning a model turn such as
-``"<think>...</think><search>query</search>"``. Swap in your own model here.
+A policy is any ``callable(observation: str) -> str`` returning a model turn such as
+``"<think>...</think><search>query</search>"``; swap in your own model here. The env is wrapped in
+``Mem1View``, so each observation is what the task prompt promises: the instructions and
+questions, your previous turn and the latest search results (the bare env returns only the latest
+results after ``reset``). A policy may also take ``(observation, info)``, as the oracle below does.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import gymnasium as gym
 
 import mem1_gym  # noqa: F401  (registers the environment ids)
 from mem1_gym.oracle import ScriptedOracle
+from mem1_gym.wrappers import Mem1View, as_text_policy
 
 
 def make_policy(name: str, env: gym.Env):
@@ -23,11 +27,11 @@ def make_policy(name: str, env: gym.Env):
         def act(obs, info):
             if info["turn"] == 0:  # a new episode: the oracle reads the task it is allowed to see
                 oracle.reset(env.unwrapped.task)
-            return oracle.act(obs, info["turns_left"])
+            return oracle.act(info["observation_latest"], info["turns_left"])  # it keeps its own notes
 
         return act
     if name == "echo":
-        return lambda obs, info: "<think>I will guess.</think><answer>unknown</answer>"
+        return lambda obs: "<think>I will guess.</think><answer>unknown</answer>"
     raise SystemExit(f"unknown policy {name!r}; choose oracle or echo")
 
 
@@ -39,8 +43,8 @@ def main() -> None:
     parser.add_argument("--split", default="validation")
     args = parser.parse_args()
 
-    env = gym.make(args.env, split=args.split)
-    policy = make_policy(args.policy, env)
+    env = Mem1View(gym.make(args.env, split=args.split))
+    policy = as_text_policy(make_policy(args.policy, env))
     em, f1, turns = [], [], []
     for episode in range(args.episodes):
         obs, info = env.reset(seed=episode)

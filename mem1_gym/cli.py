@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 import time
+
+from mem1_gym.extras import MissingExtraError, require
+
+# Optional dependencies per command, checked before the command starts (issue 24): a missing one
+# otherwise surfaces as a bare ModuleNotFoundError after a long index load or inside a server thread.
+COMMAND_EXTRAS = {
+    "serve-retriever": ("web", ("fastapi", "uvicorn", "pydantic")),
+    "serve-shop": ("web", ("werkzeug", "flask")),
+}
+
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`|``([^`]+)``")
+
+
+def plain_text(docstring: str) -> str:
+    """A docstring as terminal text: ``x`` and :role:`x` become x (argparse prints markup verbatim)."""
+    return _RST_ROLE.sub(lambda m: m.group(1) or m.group(2), docstring)
+
+
+def package_version() -> str:
+    """The installed distribution's version (the source tree's when run without an install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mem1-gym")
+    except PackageNotFoundError:
+        from mem1_gym import __version__
+
+        return __version__
 
 
 def _print_block(label: str, text: str, width: int) -> None:
@@ -48,7 +77,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mem1-gym", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mem1-gym", description=plain_text(__doc__))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="play one episode with the scripted oracle and print the transcript")
     p.add_argument("--env", default="MEM1-MultiHopQA-2", help="environment id (default: %(default)s)")
@@ -70,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        if args.command in COMMAND_EXTRAS:
+            extra, modules = COMMAND_EXTRAS[args.command]
+            require(extra, *modules, purpose=f"mem1-gym {args.command}")
+        return int(args.func(args) or 0)
+    except MissingExtraError as err:
+        print(f"mem1-gym: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ PACKAGES=(
     bm25s PyStemmer scipy numpy                                    # the embedded retrieval index
     requests urllib3 idna certifi charset-normalizer               # mem1_gym.http
     pytest pluggy iniconfig packaging pytest-timeout psutil        # the GPU tests
-    pyyaml                                                         # recipes (--config)
+    pyyaml tyro docstring-parser typeguard                         # the train CLI (--config, --dry-run)
 )
 python -m pip download -q --dest "$DEST" --only-binary=:all: --no-deps --implementation cp --python-version 3.12 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

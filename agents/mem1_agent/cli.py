@@ -8,6 +8,8 @@
     mem1-agent train --env MEM1-MultiHopQA-2 --model runs/tiny-sft --algo ppo --iterations 20 --out runs/tiny-ppo \
         --env-kwarg reward=f1 --env-kwarg evidence_bonus=0.5
     mem1-agent train ... --rollout-backend vllm   # GPU + vllm: rollouts in a vLLM engine synced every iteration
+    mem1-agent train --config examples/recipes/qwen2.5-0.5b-1gpu.yaml --model /models/Qwen2.5-0.5B-Instruct
+    WORLD_SIZE=8 mem1-agent train --config examples/recipes/qwen2.5-7b-8gpu.yaml --dry-run   # per-GPU memory plan
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from mem1_gym.extras import MissingExtraError, require
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -47,8 +51,11 @@ def _add_env_kwargs(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mem1_gym.cli import package_version, plain_text
+
     from mem1_agent.tiny import PRETOKENIZERS
-    parser = argparse.ArgumentParser(prog="mem1-agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mem1-agent", description=plain_text(__doc__.splitlines()[0]))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="evaluate a policy; prints a table, writes JSONL records + report.{json,md} + a PNG")
@@ -115,41 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "of a model from scratch (default 0)")
     _add_env_kwargs(bc)
 
-    tr = sub.add_parser("train", help="PPO / GRPO / RLOO on an env; rollouts with transformers or vLLM; "
-                                      "checkpoints (resumable) in --out")
-    tr.add_argument("--env", default="MEM1-MultiHopQA-2")
-    tr.add_argument("--model", required=True, help="model folder (make-tiny/sft output or a Hugging Face folder)")
-    tr.add_argument("--out", type=Path, required=True, help="checkpoint folder; rerun with it to resume")
-    tr.add_argument("--algo", default="ppo", choices=("ppo", "grpo", "rloo"))
-    tr.add_argument("--iterations", type=int, default=10)
-    tr.add_argument("--max-minutes", type=float, default=None,
-                    help="stop (and checkpoint) after the iteration that crosses this wall-clock budget")
-    tr.add_argument("--save-every", type=int, default=10,
-                    help="checkpoint every N iterations, and at the end (default 10; 0: only at the end); a killed "
-                         "run rerun with the same --out resumes from its last checkpoint")
-    tr.add_argument("--tasks-per-iteration", type=int, default=8)
-    tr.add_argument("--group-size", type=int, default=None, help="rollouts per task (default 1 for ppo, 4 otherwise)")
-    tr.add_argument("--context", default="mem1", help="mem1, full, truncate:K")
-    tr.add_argument("--layout", default="prefix-cache", choices=("prefix-cache", "stitched", "per-turn"))
-    tr.add_argument("--max-new-tokens", type=int, default=64)
-    tr.add_argument("--lr", type=float, default=1e-5)
-    tr.add_argument("--warmup-steps", type=int, default=0)
-    tr.add_argument("--kl-coef", type=float, default=0.0)
-    tr.add_argument("--ent-coef", type=float, default=0.0)
-    tr.add_argument("--epochs", type=int, default=1)
-    tr.add_argument("--micro-batch-size", type=int, default=4)
-    tr.add_argument("--mini-batch-size", type=int, default=16)
-    tr.add_argument("--concurrency", type=int, default=8)
-    tr.add_argument("--device", default="auto", help="auto (CUDA + bf16 autocast when available), cpu, cuda")
-    tr.add_argument("--rollout-backend", default="auto", choices=("auto", "transformers", "vllm"),
-                    help="who samples the rollouts: transformers (the learner's own module, CPU or CUDA), vllm (a "
-                         "vLLM engine on the GPU, learner weights copied into it in memory every iteration; "
-                         "not yet run on a GPU) or auto (vllm on CUDA when installed, else transformers)")
-    tr.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3,
-                    help="share of the GPU the vLLM engine may take; the learner shares the GPU (default 0.3)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--wandb-project", default=None)
-    _add_env_kwargs(tr)
+    # `train`'s flags are generated from its config dataclasses (mem1_agent.train.config); `main` hands
+    # them over untouched, this entry only lists the command in `mem1-agent --help`.
+    sub.add_parser("train", add_help=False, help="PPO / GRPO / RLOO on an env (flags from the config dataclasses, "
+                   "--config FILE, --dry-run memory plan); `mem1-agent train --help` lists every flag")
     from mem1_agent.demo import add_demo_command
     from mem1_agent.serve import add_serve_command
 
@@ -208,26 +184,59 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from mem1_agent.train.learner import LearnerConfig, train
-    from mem1_agent.train.ppo import PPOConfig
+def cmd_train(argv: list[str]) -> int:
+    """Resolve the config (file, then flags), check it and plan its memory before any model or GPU is touched."""
+    from mem1_agent.train.config import (
+        check_world_size,
+        is_first_rank,
+        memory_plan,
+        parse_train_args,
+        require_tokenizer,
+        to_yaml,
+        world_size,
+    )
+    from mem1_agent.train.learner import train
 
-    ppo = PPOConfig(algo=args.algo, lr=args.lr, warmup_steps=args.warmup_steps, kl_coef=args.kl_coef,
-                    ent_coef=args.ent_coef, epochs=args.epochs, micro_batch_size=args.micro_batch_size,
-                    mini_batch_size=args.mini_batch_size)
-    group_size = args.group_size or (1 if args.algo == "ppo" else 4)
-    config = LearnerConfig(env_id=args.env, context=args.context, iterations=args.iterations, max_minutes=args.max_minutes,
-                           save_every=args.save_every,
-                           tasks_per_iteration=args.tasks_per_iteration, group_size=group_size,
-                           concurrency=args.concurrency, max_new_tokens=args.max_new_tokens, layout=args.layout,
-                           seed=args.seed, device=args.device, out=args.out, wandb_project=args.wandb_project,
-                           rollout_backend=args.rollout_backend,
-                           vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization, ppo=ppo,
-                           env_kwargs=dict(args.env_kwarg))
-    model, codec = _load_model(args.model, args.device)
+    command = parse_train_args(argv)
+    config, world = command.learner, world_size()
+    check_world_size(config, world)
+    plan = memory_plan(command, world)
+    if is_first_rank():
+        print(f"# resolved config (reuse it with --config)\nmodel: {command.model}\n{to_yaml(config)}\n"
+              f"memory plan per GPU ({world} GPU{'s' if world > 1 else ''}):\n{plan.table()}", flush=True)
+    if command.dry_run or command.gpu_memory_gb is not None or _on_cuda(config.device):
+        if not plan.fits:
+            raise ValueError(plan.verdict())
+    if command.dry_run:
+        return 0
+    config.require_implemented()
+    require_tokenizer(command.model)
+    _require_drivable(config.env_id, config.env_kwargs)
+    model, codec = _load_model(Path(command.model), config.device)
     train(model, codec, config)
-    print(f"checkpoint: {args.out} (evaluate with `mem1-agent eval --policy hf:{args.out}`)")
+    if config.out is not None:
+        print(f"checkpoint: {config.out} (evaluate with `mem1-agent eval --policy hf:{config.out}`)")
     return 0
+
+
+def _require_drivable(env_id: str, env_kwargs: dict) -> None:
+    """Make the env once and read its protocol: an env the agent cannot drive fails before the model loads."""
+    import gymnasium as gym
+
+    import mem1_gym  # noqa: F401  (registers the ids)
+    from mem1_gym.protocol import env_protocol
+
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        env_protocol(env)
+    finally:
+        env.close()
+
+
+def _on_cuda(device: str) -> bool:
+    from mem1_agent.train.device import resolve_device
+
+    return resolve_device(device).type == "cuda"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -267,17 +276,37 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_argv = argv[1:] if argv[:1] == ["train"] else None
+    args = build_parser().parse_args(argv) if train_argv is None else None
     try:
+        _require_extras("train" if train_argv is not None else args.command)
+        if train_argv is not None:
+            return cmd_train(train_argv)
         from mem1_agent.demo import cmd_demo
         from mem1_agent.serve import cmd_serve
 
-        commands = {"eval": cmd_eval, "make-tiny": cmd_make_tiny, "sft": cmd_sft, "train": cmd_train, "serve": cmd_serve,
-                    "demo": cmd_demo}
+        commands = {"eval": cmd_eval, "make-tiny": cmd_make_tiny, "sft": cmd_sft, "serve": cmd_serve, "demo": cmd_demo}
         return commands[args.command](args)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError, FileNotFoundError, MissingExtraError) as err:
         print(f"mem1-agent: error: {err}", file=sys.stderr)
         return 2
+
+
+# What each command imports beyond the tokenizer and model stack that all of them load (text policies
+# count tokens with a tokenizer too); eval and demo end in a report with a plot.
+_COMMAND_EXTRAS = {
+    "eval": (("agent", ("tqdm", "matplotlib")),),
+    "demo": (("agent", ("matplotlib",)),),
+    "train": (("agent", ("tyro", "yaml")),),
+    "serve": (("web", ("fastapi", "uvicorn")),),
+}
+
+
+def _require_extras(command: str) -> None:
+    """Checked before the command starts, so a missing extra is one line naming it (issue 24)."""
+    for extra, modules in (("agent", ("torch", "transformers", "tokenizers")),) + _COMMAND_EXTRAS.get(command, ()):
+        require(extra, *modules, purpose=f"mem1-agent {command}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ reference/mem1.md §8, B5 and B7).
 ======================  ===============================================================
 
 Structurally ``mem1`` is ``truncate:1``; what makes it MEM1 is a policy trained to carry
-everything it needs in its ``<think>`` state (the paper's "truncate" baseline applies this same
-pruning to an untrained instruct model: reference/mem1.md §6.3).
+everything it needs in its internal state: the STATE segment, which holds the env protocol's
+memory tags (``<think>``; WebShop's ``<think>`` and ``<summary>``; the rollout cuts it by
+``env.unwrapped.protocol.memory_tags``). The paper's "truncate" baseline applies this same pruning
+to an untrained instruct model (reference/mem1.md §6.3).
 
 The last turn is the forced final answer: the observation before it carries the protocol's
 "must answer in the next turn" hint and generation may only stop at ``</answer>``
-(:func:`stop_strings`).
+(:meth:`mem1_gym.protocol.EnvProtocol.stops`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import abc
 from typing import NamedTuple
 
 from mem1_agent.records import SegmentKind, SegmentRef, Trajectory
-from mem1_gym.protocol import QA_FINAL_TURN_STOP_STRINGS, QA_STOP_STRINGS
 
 _TURN_KINDS = (SegmentKind.STATE, SegmentKind.ACTION, SegmentKind.OBSERVATION)
 PROMPT_REF = SegmentRef(SegmentKind.PROMPT, 0)
@@ -103,9 +104,4 @@ def make_strategy(name: str) -> ContextStrategy:
             raise ValueError(f"--context {name}: K must be a whole number of turns, e.g. truncate:3")
         return TruncateContext(int(k))
     raise ValueError(f"unknown context strategy {name!r}; use mem1, full or truncate:K")
-
-
-def stop_strings(turns_left: int) -> tuple[str, ...]:
-    """The protocol's stop strings for a turn: only ``</answer>`` on the last one (the forced answer)."""
-    return QA_FINAL_TURN_STOP_STRINGS if turns_left <= 1 else QA_STOP_STRINGS
 

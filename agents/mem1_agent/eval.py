@@ -1,7 +1,8 @@
 """Evaluation: the same tasks under each context strategy and horizon, resumable, with a report.
 
 ``run_eval`` plans the episodes of every env id (a seeded draw of distinct task indices of the
-split, so ``--context mem1`` and ``--context full`` play identical tasks), skips the task ids already
+split, read from the env's protocol, so ``--context mem1`` and ``--context full`` play identical
+tasks in every env family), skips the task ids already
 finished in ``OUT/<env>.<context>.jsonl``, plays the rest with :func:`mem1_agent.rollout.rollout`
 (one trajectory appended per line, fsynced, as soon as it ends), and summarises every planned trajectory.
 A torn last line left by a run killed mid-write is cut away on start and its episode replayed.
@@ -22,6 +23,7 @@ from mem1_agent.metrics import Summary, TrajectoryMetrics, summarize, trajectory
 from mem1_agent.policies.base import Policy
 from mem1_agent.records import Trajectory, read_jsonl, truncate_torn_tail, write_jsonl
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
+from mem1_gym.protocol import env_protocol
 
 _HORIZON_RE = re.compile(r"\A(.*-)(\d+)\Z")
 logger = logging.getLogger(__name__)
@@ -130,15 +132,13 @@ def plan(config: EvalConfig, policy: Policy, make_env: Any) -> list[Cell]:
 def _draw_episodes(env: Any, episodes: int, seed: int) -> tuple[list[EpisodeSpec], list[str]]:
     import numpy as np
 
-    tasks = getattr(env.unwrapped, "tasks", None)
-    if tasks is None:  # an env without a task list: episodes are its seeds
-        specs = [EpisodeSpec(seed=seed + k) for k in range(episodes)]
-        return specs, [f"seed-{s.seed}" for s in specs]
-    if episodes > len(tasks):
-        raise ValueError(f"--episodes {episodes} exceeds the {len(tasks)} tasks of this split; lower it or use another split")
-    indices = np.random.default_rng(seed).permutation(len(tasks))[:episodes]
+    protocol = env_protocol(env)  # refuses an env the agent cannot drive, before any work
+    if episodes > protocol.n_tasks:
+        raise ValueError(f"--episodes {episodes} exceeds the {protocol.n_tasks} tasks of this split; lower it or use "
+                         "another split")
+    indices = np.random.default_rng(seed).permutation(protocol.n_tasks)[:episodes]
     specs = [EpisodeSpec(seed=seed + k, task_index=int(i)) for k, i in enumerate(indices)]
-    return specs, [tasks[s.task_index].id for s in specs]
+    return specs, [protocol.task_ids[s.task_index] for s in specs]
 
 
 def _token_counter(policy: Policy) -> Callable[[str], int]:

@@ -19,7 +19,10 @@ Per trajectory (:class:`TrajectoryMetrics`):
 * **Evidence recall**: per question, the fraction of its supporting passages that some search of
   the episode retrieved (the env's ``info["evidence"]``, synthetic world only): whether the agent
   found what it needed, separately from whether it then wrote the answer exactly.
-* **Turns**, **valid-action rate** (turns the env parsed as a search or an answer), **wall
+* **Scores**: the env's final scores under its protocol's ``score_keys`` (``Trajectory.scores``):
+  EM and F1 sums for the QA families, ``reward`` and ``success`` for WebShop, whose episodes have
+  no per-question EM (its EM/F1 columns read n/a).
+* **Turns**, **valid-action rate** (turns the env parsed as a valid action), **wall
   seconds** (reset to last step, as a user waits for it), and the generation and env seconds
   attributed to it.
 
@@ -31,7 +34,7 @@ differences and why ours differ).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from statistics import fmean
 
 from mem1_agent.mem1_eval import PaperMetrics
@@ -62,6 +65,8 @@ class TrajectoryMetrics:
     env_seconds: float
     context_tokens: tuple[int, ...]
     """Context tokens read at each turn (prompt included): the per-turn curve of the plot."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """The env's final scores by its protocol's score keys (``Trajectory.scores``)."""
 
     @property
     def n_objectives(self) -> int:
@@ -105,6 +110,7 @@ def trajectory_metrics(trajectory: Trajectory) -> TrajectoryMetrics:
         gen_seconds=sum(turn.gen_seconds for turn in trajectory.turns),
         env_seconds=sum(turn.env_seconds for turn in trajectory.turns),
         context_tokens=tuple(turn.context_tokens for turn in trajectory.turns),
+        scores=dict(trajectory.scores),
     )
 
 
@@ -150,10 +156,21 @@ class Summary:
     """Trajectories in ``paper_peak_tokens`` (the script leaves out those whose match is 0)."""
     paper_dependency: float | None = None
     """The script's mean dependency, ``Σ (c + ℓ // 2)·ℓ`` over think and response segments."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Mean of each protocol score key over the trajectories that report it (WebShop: reward, success)."""
 
     @property
     def evidence_text(self) -> str:
         return "n/a" if self.evidence is None else f"{self.evidence:.1%}"
+
+    @property
+    def em_text(self) -> str:
+        """The EM count, or n/a for an env without per-question answers (WebShop)."""
+        return f"{self.em_sum:.3f}" if self.em_per_objective else "n/a"
+
+    @property
+    def f1_text(self) -> str:
+        return f"{self.f1_sum:.3f}" if self.f1_per_objective else "n/a"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,8 +202,14 @@ def summarize(metrics: Sequence[TrajectoryMetrics], paper: Sequence[PaperMetrics
         turns=fmean(m.turns for m in metrics),
         valid_action_rate=sum(m.valid_turns for m in metrics) / max(1, sum(m.turns for m in metrics)),
         wall_seconds=fmean(m.wall_seconds for m in metrics),
+        scores=_mean_scores(metrics),
         **_paper_fields(paper),
     )
+
+
+def _mean_scores(metrics: Sequence[TrajectoryMetrics]) -> dict[str, float]:
+    keys = dict.fromkeys(key for m in metrics for key in m.scores)
+    return {key: fmean(m.scores[key] for m in metrics if key in m.scores) for key in keys}
 
 
 def _paper_fields(paper: Sequence[PaperMetrics]) -> dict:

@@ -30,9 +30,9 @@ class SegmentKind(enum.IntEnum):
     """What a run of tokens is; the learner masks by kind (loss only on STATE and ACTION)."""
 
     PROMPT = 0
-    STATE = 1  # the <think> block: the internal state the model carries forward
-    ACTION = 2  # the <search>/<answer> block (and anything sampled after the state)
-    OBSERVATION = 3  # text the env injected: <information>…</information>
+    STATE = 1  # the memory blocks (<think>; WebShop <think><summary>): the internal state carried forward
+    ACTION = 2  # the action block (<search>/<answer>/...) and anything sampled after the state
+    OBSERVATION = 3  # text the env injected: <information>…</information>, <state>…</state>
 
 
 class FinishReason(enum.IntEnum):
@@ -84,7 +84,7 @@ class Turn:
     turns_left: int
     """Turns left before this one was played, counting it (1 = the forced final answer)."""
     state: Segment
-    """Generated tokens up to and including the token that closes ``</think>`` (may be empty)."""
+    """Generated tokens up to and including the token that closes the last memory tag (``</think>``; may be empty)."""
     action: Segment
     """The rest of the generated tokens, as sampled."""
     observation: Segment
@@ -120,6 +120,7 @@ class Trajectory:
 
     env_id: str
     task_id: str
+    """The played task's id (``env.unwrapped.protocol.task_ids[task_index]``)."""
     task_index: int
     seed: int
     policy: str
@@ -134,6 +135,11 @@ class Trajectory:
     """Per question, the fraction of its supporting passages some search retrieved (the env's
     ``info["evidence"]``; empty when the env does not report it)."""
     answered: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
+    """The env's final scores by its protocol's ``score_keys`` (QA: em, f1 summed over questions;
+    WebShop: reward, success); empty in records written before the field existed."""
+    group: int | None = None
+    """The rollout group (same task, several samples) the learner assigned; None outside training."""
     wall_seconds: float = 0.0
     version: int = RECORD_VERSION
 

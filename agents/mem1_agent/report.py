@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import fmean
 
@@ -15,8 +15,8 @@ COLUMNS = (
     ("env", "{s.env_id}"),
     ("context", "{s.context_strategy}"),
     ("n", "{s.n}"),
-    ("EM (sum)", "{s.em_sum:.3f}"),
-    ("F1 (sum)", "{s.f1_sum:.3f}"),
+    ("EM (sum)", "{s.em_text}"),
+    ("F1 (sum)", "{s.f1_text}"),
     ("evidence", "{s.evidence_text}"),
     ("peak tokens", "{s.peak_tokens:.0f}"),
     ("peak w/o prompt", "{s.peak_tokens_no_prompt:.0f}"),
@@ -43,12 +43,23 @@ def _number(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+# EM and F1 have their columns; other score keys of an env's protocol (WebShop: reward, success) get one each.
+_QA_SCORES = ("em", "f1")
+
+
+def score_columns(summaries: Sequence[Summary]) -> tuple[tuple[str, Callable[[Summary], str]], ...]:
+    """A column per protocol score key beyond EM/F1 that some row reports (none for QA-only tables)."""
+    keys = dict.fromkeys(key for s in summaries for key in s.scores if key not in _QA_SCORES)
+    return tuple((key, lambda s, key=key: _number(s.scores.get(key), ".3f")) for key in keys)
+
+
 def markdown_table(summaries: Sequence[Summary]) -> str:
     paper = PAPER_COLUMNS if any(s.paper_em_sum is not None for s in summaries) else ()
-    names = [name for name, _ in COLUMNS] + [name for name, _ in paper]
+    extra = score_columns(summaries) + paper
+    names = [name for name, _ in COLUMNS] + [name for name, _ in extra]
     header = "| " + " | ".join(names) + " |"
     rule = "|" + "|".join("---" for _ in names) + "|"
-    rows = ["| " + " | ".join([fmt.format(s=s) for _, fmt in COLUMNS] + [cell(s) for _, cell in paper]) + " |"
+    rows = ["| " + " | ".join([fmt.format(s=s) for _, fmt in COLUMNS] + [cell(s) for _, cell in extra]) + " |"
             for s in summaries]
     return "\n".join([header, rule, *rows])
 

@@ -14,6 +14,11 @@ Bad agent input is not an error (STYLE.md): garbage, a tag never closed (generat
 observation and goes on. A context too long for the model window cannot be read: the turn is
 recorded as empty with ``FinishReason.CONTEXT_OVERFLOW`` and the env sees an empty, invalid
 action, so a ``mem1`` context recovers on the next turn and a ``full`` one runs into truncation.
+
+Everything family-specific comes from the env's protocol (``env.unwrapped.protocol``,
+:class:`~mem1_gym.protocol.EnvProtocol`): the stop strings of each turn, the memory tags that end
+the STATE segment, how a task is addressed, and which final ``info`` keys are the episode's scores.
+An env without one is refused before any episode starts.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mem1_agent.context import ContextStrategy, stop_strings
+from mem1_agent.context import ContextStrategy
 from mem1_agent.policies.base import Generation, GenerationRequest, Policy
 from mem1_agent.records import (
     FinishReason,
@@ -34,7 +39,7 @@ from mem1_agent.records import (
     Turn,
     split_generation,
 )
-from mem1_gym.protocol import THINK, close_tag
+from mem1_gym.protocol import EnvProtocol, close_tag, env_protocol
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,12 @@ class EpisodeSpec:
     """Which episode to play: ``reset(seed=seed, options={"task_index": task_index})``."""
 
     seed: int
+    """Seed of the env's reset (and of nothing else: sampling has its own seed)."""
     task_index: int | None = None
-    """None: the env draws the task from ``seed``."""
+    """Index into the env's ``protocol.task_ids``; None: the env draws the task from ``seed``."""
+    group: int | None = None
+    """The group of rollouts of one task this episode belongs to (GRPO/RLOO baselines); None: none.
+    Every member of a group must name the same ``task_index``: groups are never rebuilt from seeds."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class RolloutConfig:
 @dataclass
 class _Slot:
     env: Any
+    protocol: EnvProtocol
     trajectory: Trajectory
     observation: str
     turns_left: int
@@ -95,6 +105,8 @@ def rollout(
 ) -> list[Trajectory]:
     """Play ``episodes`` on ``envs`` with ``policy`` and return the trajectories in finishing order."""
     envs = as_env_list(envs)
+    for env in envs:
+        env_protocol(env)  # refuses an env the agent cannot drive before any episode starts
     queue = collections.deque(episodes)
     slots: list[_Slot | None] = [_start(env, i, queue, policy, strategy, config) for i, env in enumerate(envs)]
     finished: list[Trajectory] = []
@@ -118,23 +130,24 @@ def _start(env: Any, slot: int, queue: collections.deque, policy: Policy, strate
            config: RolloutConfig) -> _Slot | None:
     if not queue:
         return None
-    spec = queue.popleft()
+    spec, protocol = queue.popleft(), env_protocol(env)
     started = time.perf_counter()
-    options = None if spec.task_index is None else {"task_index": spec.task_index}
-    observation, info = env.reset(seed=spec.seed, options=options)
+    observation, info = env.reset(seed=spec.seed, options=protocol.reset_options(spec.task_index))
     policy.start_episode(slot, env)
     prompt = Segment(SegmentKind.PROMPT, 0, policy.codec.encode_prompt(observation), observation)
+    task_index = spec.task_index if spec.task_index is not None else int(info.get(protocol.task_index_key, -1))
     trajectory = Trajectory(
         env_id=config.env_id or getattr(getattr(env, "spec", None), "id", "") or "",
-        task_id=str(info.get("task_id", "")),
-        task_index=int(info.get("task_index", -1)),
+        task_id=protocol.task_ids[task_index] if 0 <= task_index < protocol.n_tasks else "",
+        task_index=task_index,
+        group=spec.group,
         seed=spec.seed,
         policy=policy.name,
         context_strategy=strategy.name,
         tokenizer=policy.codec.name,
         prompt=prompt,
     )
-    return _Slot(env, trajectory, observation, int(info.get("turns_left", 1)), started)
+    return _Slot(env, protocol, trajectory, observation, int(info.get("turns_left", 1)), started)
 
 
 def _generate(policy: Policy, slots: dict[int, _Slot], contexts: dict, config: RolloutConfig) -> tuple[dict, float]:
@@ -148,7 +161,7 @@ def _generate(policy: Policy, slots: dict[int, _Slot], contexts: dict, config: R
             out[i] = Generation((), "", (), FinishReason.CONTEXT_OVERFLOW, ids_as_sampled=True)
             continue
         requests.append(GenerationRequest(
-            slot=i, context_ids=context.token_ids, context_text=context.text, stop=stop_strings(slot.turns_left),
+            slot=i, context_ids=context.token_ids, context_text=context.text, stop=slot.protocol.stops(slot.turns_left),
             max_new_tokens=budget, observation=slot.observation, turns_left=slot.turns_left,
         ))
     started = time.perf_counter()
@@ -161,7 +174,7 @@ def _generate(policy: Policy, slots: dict[int, _Slot], contexts: dict, config: R
 def _step(slot: _Slot, context: Any, generation: Generation, gen_seconds: float, policy: Policy) -> bool:
     """Step the env with one generated turn and record it; True when the episode ended."""
     trajectory, index = slot.trajectory, len(slot.trajectory.turns)
-    state, action = _segments(generation, index, policy)
+    state, action = _segments(generation, index, policy, slot.protocol)
     started = time.perf_counter()
     observation, reward, terminated, truncated, info = slot.env.step(generation.text)
     env_seconds = time.perf_counter() - started
@@ -192,15 +205,27 @@ def _step(slot: _Slot, context: Any, generation: Generation, gen_seconds: float,
         trajectory.f1 = tuple(float(x) for x in info.get("f1", ()))
         trajectory.evidence = tuple(float(x) for x in info.get("evidence", ()))
         trajectory.answered = bool(info.get("answered", terminated))
+        trajectory.scores = episode_scores(info, slot.protocol)
         return True
     return False
 
 
-def _segments(generation: Generation, turn: int, policy: Policy) -> tuple[Segment, Segment]:
-    """Cut the sampled ids into STATE (through ``</think>``) and ACTION, between sampled tokens."""
+def episode_scores(info: dict, protocol: EnvProtocol) -> dict[str, float]:
+    """The last step's scores under the protocol's ``score_keys``, a per-objective list summed; a key
+    the last step lacks scores 0 (a WebShop episode truncated before a purchase has no ``reward``)."""
+    scores = {}
+    for key in protocol.score_keys:
+        value = info.get(key) or 0.0
+        scores[key] = float(sum(value)) if isinstance(value, (list, tuple)) else float(value)
+    return scores
+
+
+def _segments(generation: Generation, turn: int, policy: Policy, protocol: EnvProtocol) -> tuple[Segment, Segment]:
+    """Cut the sampled ids into STATE (through the last of the protocol's memory tags to close:
+    ``</think>``, or WebShop's ``</summary>``) and ACTION, between sampled tokens."""
     text, ids = generation.text, generation.token_ids
-    close = text.find(close_tag(THINK))
-    state_end = close + len(close_tag(THINK)) if close >= 0 else None
+    ends = [text.find(close_tag(tag)) + len(close_tag(tag)) for tag in protocol.memory_tags if close_tag(tag) in text]
+    state_end = max(ends, default=None)
 
     def decode(part: Sequence[int]) -> str:
         return policy.codec.decode(part, skip_special_tokens=True)

@@ -218,13 +218,19 @@ def load_tokenizer(path: str | Path) -> Any:
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     from transformers import AutoTokenizer
 
+    missing = FileNotFoundError(
+        f"no tokenizer at {path} (looked for {own}/tokenizer.json and a Hugging Face tokenizer); "
+        f"build a tiny model with `mem1-agent make-tiny --out {path}` or pass a model folder"
+    )
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except OSError as err:
-        raise FileNotFoundError(
-            f"no tokenizer at {path} (looked for {own}/tokenizer.json and a Hugging Face tokenizer); "
-            f"build a tiny model with `mem1-agent make-tiny --out {path}` or pass a model folder"
-        ) from err
+        raise missing from err
+    # transformers 5 builds an empty tokenizer (vocabulary of 1) for a folder with a config.json and
+    # no tokenizer files, instead of raising: that would train and evaluate on garbage ids.
+    if len(tokenizer) <= 1:
+        raise missing
+    return tokenizer
 
 
 def counting_tokenizer(config: TinyConfig = TinyConfig()) -> Any:

@@ -72,6 +72,8 @@ class MultiHopQAEnv(QAEnvBase):
     ## Arguments
     See :class:`~mem1_gym.envs.qa_common.QAConfig`; every field is a ``gym.make`` kwarg, e.g.
     ``gym.make("MEM1-MultiHopQA-4", split="test", retriever="http://127.0.0.1:8013/retrieve")``.
+    ``retriever`` defaults to "auto": bm25s on the synthetic world and small corpora, tantivy
+    (memory-mapped BM25, a log line says so) for a ``corpus_path`` over 1 GiB such as wiki-18.
     ``prompt_format="mem1"`` (default ``"mem1gym"``) shows MEM1's released checkpoint the text it was
     trained on: the prompt stored in MEM1's parquet (``qa_path=``; MEM1's layout, in our words, for
     tasks without one) and ``"\\n\\n<information>{hint}\\n\\n{docs}</information>\\n\\n"`` with MEM1's

@@ -17,10 +17,14 @@ from mem1_gym.scoring import AnswerScore, score_answer_text
 class QAEnvBase(gym.Env[str, str]):
     """Base of ``MEM1-MultiHopQA-N`` and ``MEM1-WebQA-N``: a subclass sets ``config_cls`` and
     implements :meth:`_open_backend`, :meth:`_prompt` and its own ``step`` around
-    :meth:`_begin_step` / :meth:`_answer` / :meth:`_end_step`."""
+    :meth:`_begin_step` / :meth:`_answer` / :meth:`_end_step`, and sets ``family_protocol``.
+
+    ``self.protocol`` is that family protocol bound to the split's task ids: what an agent reads to
+    drive the env (:class:`~mem1_gym.protocol.EnvProtocol`)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
     config_cls: type[QAConfig] = QAConfig
+    family_protocol: protocol.EnvProtocol = protocol.QA_PROTOCOL
 
     def __init__(self, n_questions: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -30,6 +34,7 @@ class QAEnvBase(gym.Env[str, str]):
         self.observation_space = UnicodeText()
         self.action_space = UnicodeText()
         self.tasks, corpus_path = load_tasks(self.config)
+        self.protocol = self.family_protocol.with_tasks([task.id for task in self.tasks])
         self.max_turns = self.config.turn_budget
         self._task: Task | None = None
         self._task_index = -1

@@ -34,9 +34,11 @@ class QAConfig:
     """Turn budget; None -> :func:`default_max_turns` (6 for N <= 4)."""
     k: int = 3
     """Passages returned per search (MEM1 and Search-R1 use 3)."""
-    retriever: Any = "bm25s"
-    """A backend name ("bm25s", "pyserini", "faiss-flat", "faiss-hnsw"), a Search-R1 ``/retrieve``
-    URL ("http://127.0.0.1:8013/retrieve"), or a ``Retriever`` instance."""
+    retriever: Any = "auto"
+    """A backend name ("bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw"), a Search-R1
+    ``/retrieve`` URL ("http://127.0.0.1:8013/retrieve"), or a ``Retriever`` instance. "auto" becomes
+    "bm25s" for the synthetic world and small corpora, "tantivy" (memory-mapped BM25, with a log
+    line) for a ``corpus_path`` over 1 GiB (``mem1_gym.retrieval.build.AUTO_TANTIVY_BYTES``)."""
     corpus_path: str | None = None
     """Search-R1 corpus jsonl; None -> the embedded synthetic world."""
     qa_path: str | Mapping[str, str] | None = None
@@ -70,6 +72,10 @@ class QAConfig:
     wording and ``<information>`` block (no newline before ``</information>``). Only the text changes."""
 
     def __post_init__(self) -> None:
+        if self.retriever == "auto":
+            from mem1_gym.retrieval.build import choose_backend
+
+            object.__setattr__(self, "retriever", choose_backend(self.corpus_path))
         if self.n_questions < 1:
             raise ValueError(f"n_questions must be >= 1, got {self.n_questions}")
         if self.split not in SPLITS:

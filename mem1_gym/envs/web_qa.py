@@ -173,6 +173,7 @@ class WebQAEnv(QAEnvBase):
     """
 
     config_cls = WebQAConfig
+    family_protocol = protocol.WEBQA_PROTOCOL
     _spec = None
 
     def _open_backend(self, corpus_path: str | None) -> None:

@@ -6,6 +6,9 @@ in training and inference, opposite search/answer precedence, three definitions 
 reference/mem1.md §8, R1), so nothing outside this package may re-implement a tag, a template or
 a normaliser. One module per task family, all re-exported here:
 
+* :mod:`mem1_gym.protocol.base` — what the families share: the tags, the one turn parser
+  (:class:`TurnGrammar`) and :class:`EnvProtocol`, the object an agent drives an env through
+  (``env.unwrapped.protocol``: stop strings, parser, memory tags, tasks, score keys).
 * :mod:`mem1_gym.protocol.qa` — tags, the QA turn ``<think>…</think><search>…</search>`` or
   ``<answer>a1; a2</answer>``, the ``<information>`` observation, the turns-left hint, the parser,
   answer splitting and SQuAD-style normalisation.
@@ -14,7 +17,7 @@ a normaliser. One module per task family, all re-exported here:
 * :mod:`mem1_gym.protocol.web` — the QA turn plus ``<open>url</open>`` and web-result rendering.
 """
 
+from mem1_gym.protocol.base import *  # noqa: F401,F403
 from mem1_gym.protocol.qa import *  # noqa: F401,F403
-from mem1_gym.protocol.qa import first_action_block, first_block, first_think  # noqa: F401  (shared by the family parsers)
 from mem1_gym.protocol.web import *  # noqa: F401,F403
 from mem1_gym.protocol.webshop import *  # noqa: F401,F403

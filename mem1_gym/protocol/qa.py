@@ -1,4 +1,5 @@
-"""The QA protocol: tags, the QA prompt, the turns-left hint, action parsing and answer normalisation.
+"""The QA protocol: stop strings, the QA prompt, the turns-left hint, the QA grammar and
+:data:`QA_PROTOCOL` (tags and the one parser live in :mod:`mem1_gym.protocol.base`), answer normalisation.
 
 Every other part of mem1-gym (envs, the oracle, the agent, the evaluation) imports these names.
 The original MEM1 code had three divergent copies of this logic (different hint wording in training
@@ -24,26 +25,22 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
+from mem1_gym.protocol.base import (
+    ANSWER,
+    INFORMATION,
+    MAX_QUERY_CHARS,
+    SEARCH,
+    THINK,
+    EnvProtocol,
+    TurnGrammar,
+    close_tag,
+    first_action_block,  # noqa: F401  (its home before base.py; the package re-exports it too)
+    open_tag,
+)
+
 # --------------------------------------------------------------------------------------------
-# Tags and stop strings
+# Stop strings
 # --------------------------------------------------------------------------------------------
-
-THINK = "think"
-SEARCH = "search"
-ANSWER = "answer"
-INFORMATION = "information"
-# WebShop (DESIGN.md §4): persistent memory lives in <summary>, observations in <state>.
-SUMMARY = "summary"
-STATE = "state"
-
-
-def open_tag(name: str) -> str:
-    return f"<{name}>"
-
-
-def close_tag(name: str) -> str:
-    return f"</{name}>"
-
 
 # Generation must stop at the end of an action block, in training and in evaluation alike
 # (the original sampled to EOS in training only: reference/mem1.md §8, B6).
@@ -214,12 +211,23 @@ class ParsedAction:
         return self.type is not ActionType.INVALID
 
 
-MAX_QUERY_CHARS = 1000
-_BARE_RE = re.compile(r"\A\s*(search|answer)\[(.*)\]\s*\Z", re.DOTALL)
+def check_qa_argument(kind: str, argument: str) -> tuple[str, str]:
+    """A search needs a query (capped at ``MAX_QUERY_CHARS``); an empty answer is a (wrong) answer."""
+    if kind == SEARCH:
+        return (argument[:MAX_QUERY_CHARS], "") if argument else ("", "empty search query")
+    return argument, ""
+
+
+QA_GRAMMAR = TurnGrammar(kinds=(SEARCH, ANSWER), check=check_qa_argument)
+QA_PROTOCOL = EnvProtocol(
+    family="qa", grammar=QA_GRAMMAR, stop_strings=QA_STOP_STRINGS,
+    final_turn_stop_strings=QA_FINAL_TURN_STOP_STRINGS, score_keys=("em", "f1"),
+)
+"""The protocol of ``MEM1-MultiHopQA-N`` (each env binds it to its split's task ids)."""
 
 
 def parse_action(text: str) -> ParsedAction:
-    """Parse a full model turn or a bare action.
+    """Parse a full model turn or a bare action (:meth:`TurnGrammar.parse` with the QA grammar).
 
     * A full turn: the first complete ``<search>…</search>`` or ``<answer>…</answer>`` block
       is the action; text after its closing tag is ignored, as generation stops there
@@ -229,101 +237,8 @@ def parse_action(text: str) -> ParsedAction:
     Never raises, and runs in linear time on any input (a regex with ``.*?`` is quadratic on a
     megabyte of unclosed tags): anything else is ``ActionType.INVALID`` with ``error`` saying why.
     """
-    if not isinstance(text, str):
-        return ParsedAction(ActionType.INVALID, "", None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_action_block(text, (SEARCH, ANSWER))
-    if block is None:
-        bare = _BARE_RE.match(text)
-        if bare is None:
-            return ParsedAction(ActionType.INVALID, "", first_think(text, len(text)), len(text), _why_invalid(text))
-        kind, content, end, think = bare.group(1), bare.group(2), len(text), None
-    else:
-        kind, start, content_start, content_end, end = block
-        content = text[content_start:content_end]
-        think = first_think(text, start)
-    content = content.strip()
-    if kind == SEARCH:
-        if not content:
-            return ParsedAction(ActionType.INVALID, "", think, end, "empty search query")
-        return ParsedAction(ActionType.SEARCH, content[:MAX_QUERY_CHARS], think, end, "")
-    return ParsedAction(ActionType.ANSWER, content, think, end, "")
-
-
-def first_block(text: str, tags: Sequence[str], limit: int | None = None) -> tuple[str, int, int, int, int] | None:
-    """The earliest ``<tag>…</tag>`` among ``tags`` that is closed: (tag, start, content start, content end, end).
-
-    An opening tag at ``p`` has a match iff its closing tag occurs after ``p``, so one ``rfind``
-    per tag decides every candidate in O(1) and the whole scan stays linear.
-    """
-    limit = len(text) if limit is None else limit
-    best = None
-    for tag in tags:
-        opening, closing = open_tag(tag), close_tag(tag)
-        last_close = text.rfind(closing, 0, limit)
-        start = text.find(opening, 0, limit)
-        if start == -1 or last_close < start + len(opening):
-            continue
-        if best is None or start < best[1]:
-            content_start = start + len(opening)
-            content_end = text.find(closing, content_start, limit)
-            best = (tag, start, content_start, content_end, content_end + len(closing))
-    return best
-
-
-def first_action_block(text: str, tags: Sequence[str]) -> tuple[str, int, int, int, int] | None:
-    """:func:`first_block` of ``tags`` outside every ``<think>…</think>``: a tag the model writes
-    while thinking ("I could <search>x</search> next") is never its action (issue 19, 1e).
-
-    Think blocks are skipped in order up to the first closed action block that no ``<think>``
-    precedes; an unclosed ``<think>`` makes the rest of the text thought (no action). A tag's next
-    opening is searched again only once the scan has passed it, and an opening is closed iff the
-    tag's last closing comes after it, so the scan stays linear on any input.
-    """
-    think_open, think_close = open_tag(THINK), close_tag(THINK)
-    last_close = {tag: text.rfind(close_tag(tag)) for tag in tags}
-    next_open = {tag: text.find(open_tag(tag)) for tag in tags}
-    begin = 0
-    while True:
-        for tag, at in next_open.items():
-            if 0 <= at < begin:
-                next_open[tag] = text.find(open_tag(tag), begin)
-        closed = [(at, tag) for tag, at in next_open.items() if 0 <= at and last_close[tag] >= at + len(open_tag(tag))]
-        if not closed:
-            return None
-        start, tag = min(closed)
-        think_at = text.find(think_open, begin, start)
-        if think_at == -1:
-            content_start = start + len(open_tag(tag))
-            content_end = text.find(close_tag(tag), content_start)
-            return tag, start, content_start, content_end, content_end + len(close_tag(tag))
-        think_end = text.find(think_close, think_at + len(think_open))
-        if think_end == -1:
-            return None
-        begin = think_end + len(think_close)
-
-
-def first_think(text: str, before: int) -> str | None:
-    block = first_block(text, (THINK,), limit=before)
-    return text[block[2] : block[3]].strip() if block else None
-
-
-def _why_invalid(text: str) -> str:
-    if not text.strip():
-        return "empty action"
-    if unclosed_think(text):
-        return UNCLOSED_THINK_ERROR
-    for tag in (SEARCH, ANSWER):
-        if open_tag(tag) in text and close_tag(tag) not in text:
-            return f"unclosed <{tag}> tag"
-    return "no <search>...</search> or <answer>...</answer> block"
-
-
-UNCLOSED_THINK_ERROR = "unclosed <think> tag (tags inside <think>...</think> are thoughts, not actions)"
-
-
-def unclosed_think(text: str) -> bool:
-    """The text ends inside a ``<think>`` block, so :func:`first_action_block` read no action after it."""
-    return text.rfind(open_tag(THINK)) > text.rfind(close_tag(THINK))
+    turn = QA_GRAMMAR.parse(text)
+    return ParsedAction(ActionType[turn.kind.upper() or "INVALID"], turn.argument, turn.think, turn.end, turn.error)
 
 
 def split_answers(answer_text: str) -> list[str]:

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
-from mem1_gym.protocol.qa import (
-    ANSWER,
-    MAX_QUERY_CHARS,
-    QA_INSTRUCTIONS,
-    SEARCH,
-    UNCLOSED_THINK_ERROR,
-    close_tag,
-    first_action_block,
-    first_block,
-    first_think,
-    format_doc,
-    open_tag,
-    qa_prompt,
-    unclosed_think,
-)
+from mem1_gym.protocol.base import ANSWER, SEARCH, EnvProtocol, TurnGrammar, close_tag
+from mem1_gym.protocol.qa import QA_FINAL_TURN_STOP_STRINGS, QA_INSTRUCTIONS, check_qa_argument, format_doc, qa_prompt
 
 # The QA names above stay untouched: a web turn adds one action, so it has its own action type,
-# parser, stop strings and prompt, built from the same pieces (first_block, information_block).
+# grammar, stop strings and prompt, built from the same pieces (TurnGrammar, information_block).
 
 OPEN = "open"
 WEB_STOP_STRINGS: tuple[str, ...] = (close_tag(SEARCH), close_tag(OPEN), close_tag(ANSWER))
@@ -98,49 +84,37 @@ class ParsedWebAction:
         return self.type is not WebActionType.INVALID
 
 
-_WEB_BARE_RE = re.compile(r"\A\s*(search|open|answer)\[(.*)\]\s*\Z", re.DOTALL)
 _WEB_KINDS = {SEARCH: WebActionType.SEARCH, OPEN: WebActionType.OPEN, ANSWER: WebActionType.ANSWER}
+
+
+def _check_web(kind: str, argument: str) -> tuple[str, str]:
+    """The QA checks, plus a URL to open: one token of at most ``MAX_URL_CHARS``."""
+    if kind != OPEN:
+        return check_qa_argument(kind, argument)
+    if not argument:
+        return "", "empty URL in <open>"
+    if len(argument) > MAX_URL_CHARS or any(c.isspace() for c in argument):
+        return "", "malformed URL in <open> (spaces, or too long)"
+    return argument, ""
+
+
+WEB_GRAMMAR = TurnGrammar(kinds=(SEARCH, OPEN, ANSWER), check=_check_web)
+WEBQA_PROTOCOL = EnvProtocol(
+    family="webqa", grammar=WEB_GRAMMAR, stop_strings=WEB_STOP_STRINGS,
+    final_turn_stop_strings=QA_FINAL_TURN_STOP_STRINGS, score_keys=("em", "f1"),
+)
+"""The protocol of ``MEM1-WebQA-N`` (each env binds it to its split's task ids)."""
 
 
 def parse_web_action(text: str) -> ParsedWebAction:
     """Parse a web QA turn: the first complete ``<search>``, ``<open>`` or ``<answer>`` block, or a
     bare ``search[q]`` / ``open[url]`` / ``answer[a1; a2]``. Same rules and linear time as
-    :func:`parse_action`; never raises. Whether ``open`` is allowed is the env's decision, not the parser's.
+    :func:`parse_action` (one parser: :meth:`TurnGrammar.parse`); never raises. Whether ``open``
+    is allowed is the env's decision, not the parser's.
     """
-    if not isinstance(text, str):
-        return ParsedWebAction(WebActionType.INVALID, "", None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_action_block(text, (SEARCH, OPEN, ANSWER))
-    if block is None:
-        bare = _WEB_BARE_RE.match(text)
-        if bare is None:
-            think, why = first_think(text, len(text)), _why_invalid_web(text)
-            return ParsedWebAction(WebActionType.INVALID, "", think, len(text), why)
-        kind, content, end, think = bare.group(1), bare.group(2), len(text), None
-    else:
-        kind, start, content_start, content_end, end = block
-        content = text[content_start:content_end]
-        think = first_think(text, start)
-    content = content.strip()
-    action = _WEB_KINDS[kind]
-    if action is WebActionType.SEARCH and not content:
-        return ParsedWebAction(WebActionType.INVALID, "", think, end, "empty search query")
-    if action is WebActionType.OPEN and not content:
-        return ParsedWebAction(WebActionType.INVALID, "", think, end, "empty URL in <open>")
-    if action is WebActionType.OPEN and (len(content) > MAX_URL_CHARS or any(c.isspace() for c in content)):
-        return ParsedWebAction(WebActionType.INVALID, "", think, end, "malformed URL in <open> (spaces, or too long)")
-    limit = MAX_QUERY_CHARS if action is WebActionType.SEARCH else len(content)
-    return ParsedWebAction(action, content[:limit], think, end, "")
-
-
-def _why_invalid_web(text: str) -> str:
-    if not text.strip():
-        return "empty action"
-    if unclosed_think(text):
-        return UNCLOSED_THINK_ERROR
-    for tag in (SEARCH, OPEN, ANSWER):
-        if open_tag(tag) in text and close_tag(tag) not in text:
-            return f"unclosed <{tag}> tag"
-    return "no <search>...</search>, <open>...</open> or <answer>...</answer> block"
+    turn = WEB_GRAMMAR.parse(text)
+    kind = _WEB_KINDS[turn.kind] if turn.valid else WebActionType.INVALID
+    return ParsedWebAction(kind, turn.argument, turn.think, turn.end, turn.error)
 
 
 def format_web_result(rank: int, title: str, url: str, snippet: str) -> str:

@@ -4,23 +4,19 @@ observations arrive in <state> with the page text and the actions available on t
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from mem1_gym.protocol.qa import (
+from mem1_gym.protocol.base import (
     ANSWER,
     MAX_QUERY_CHARS,
     STATE,
     SUMMARY,
     THINK,
-    UNCLOSED_THINK_ERROR,
+    EnvProtocol,
+    TurnGrammar,
     close_tag,
-    first_action_block,
-    first_block,
-    first_think,
     open_tag,
-    unclosed_think,
 )
 
 WEBSHOP_STOP_STRINGS: tuple[str, ...] = (close_tag(ANSWER),)
@@ -106,54 +102,34 @@ class ShopAction:
         return f"{self.type.name.lower()}[{self.argument}]" if self.valid else ""
 
 
-_SHOP_ACTION_RE = re.compile(r"\A\s*(search|click)\[(.*)\]\s*\Z", re.DOTALL | re.IGNORECASE)
+_SHOP_KINDS = {"search": ShopActionType.SEARCH, "click": ShopActionType.CLICK}
+
+
+def _check_shop(kind: str, argument: str) -> tuple[str, str]:
+    """Keywords and labels must not be empty; both are capped at ``MAX_QUERY_CHARS``."""
+    return (argument[:MAX_QUERY_CHARS], "") if argument else ("", f"empty {kind}[] argument")
+
+
+SHOP_GRAMMAR = TurnGrammar(kinds=("search", "click"), check=_check_shop, envelope=ANSWER,
+                           memory_tags=(THINK, SUMMARY), ignore_case=True, placeholders=("keywords", "label"))
+WEBSHOP_PROTOCOL = EnvProtocol(
+    family="webshop", grammar=SHOP_GRAMMAR, stop_strings=WEBSHOP_STOP_STRINGS,
+    final_turn_stop_strings=WEBSHOP_STOP_STRINGS, score_keys=("reward", "success"), task_index_key="goal_index",
+)
+"""The protocol of ``MEM1-WebShop`` and ``MEM1-WebShop-Text`` (each env binds it to its split's goal ids)."""
 
 
 def parse_shop_action(text: str) -> ShopAction:
     """Parse a full WebShop turn or a bare ``search[...]`` / ``click[...]``.
 
-    The first complete ``<answer>…</answer>`` block holds the action (text after it is ignored, as
-    generation stops there: ``WEBSHOP_STOP_STRINGS``); without one, the whole string must be a bare
-    action. Never raises and runs in linear time, like :func:`parse_action`.
+    The first complete ``<answer>…</answer>`` block outside ``<think>`` holds the action (text after
+    it is ignored, as generation stops there: ``WEBSHOP_STOP_STRINGS``); without one, the whole
+    string must be a bare action. One parser for every family (:meth:`TurnGrammar.parse`): never
+    raises and runs in linear time, like :func:`parse_action`.
     """
-    if not isinstance(text, str):
-        return ShopAction(ShopActionType.INVALID, "", None, None, 0, f"action must be a str, got {type(text).__name__}")
-    block = first_action_block(text, (ANSWER,))
-    if block is None:
-        content, end, before = text, len(text), len(text)
-    else:
-        _, before, content_start, content_end, end = block
-        content = text[content_start:content_end]
-    think, summary = first_think(text, before), _first_summary(text, before)
-
-    def invalid(why: str) -> ShopAction:
-        return ShopAction(ShopActionType.INVALID, "", think, summary, end, why)
-
-    match = _SHOP_ACTION_RE.match(content)
-    if match is None:
-        if block is None:
-            return invalid(_why_invalid_shop(text))
-        return invalid("the answer must be search[keywords] or click[label]")
-    kind, argument = match.group(1).lower(), match.group(2).strip()
-    if not argument:
-        return invalid(f"empty {kind}[] argument")
-    kind_type = ShopActionType.SEARCH if kind == "search" else ShopActionType.CLICK
-    return ShopAction(kind_type, argument[:MAX_QUERY_CHARS], think, summary, end, "")
-
-
-def _first_summary(text: str, before: int) -> str | None:
-    block = first_block(text, (SUMMARY,), limit=before)
-    return text[block[2] : block[3]].strip() if block else None
-
-
-def _why_invalid_shop(text: str) -> str:
-    if not text.strip():
-        return "empty action"
-    if unclosed_think(text):
-        return UNCLOSED_THINK_ERROR
-    if open_tag(ANSWER) in text:
-        return "unclosed <answer> tag"
-    return "no <answer>...</answer> block and no bare search[...] or click[...]"
+    turn = SHOP_GRAMMAR.parse(text)
+    kind = _SHOP_KINDS[turn.kind] if turn.valid else ShopActionType.INVALID
+    return ShopAction(kind, turn.argument, turn.think, turn.memory.get(SUMMARY), turn.end, turn.error)
 
 
 def format_shop_turn(think: str, summary: str, action: str) -> str:

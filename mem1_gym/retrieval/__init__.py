@@ -1,4 +1,4 @@
-"""Retrieval: one batched :class:`Retriever` interface over bm25s, pyserini, FAISS and HTTP backends.
+"""Retrieval: one batched :class:`Retriever` interface over bm25s, tantivy, pyserini, FAISS and HTTP backends.
 
 ``make_retriever("bm25s", corpus_path=...)`` builds (once, cached) and opens an index;
 ``make_retriever("http://127.0.0.1:8013")`` talks to a Search-R1-format ``/retrieve`` server, which

@@ -109,7 +109,11 @@ def iter_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
 
 
 class Corpus:
-    """All passages of a corpus in memory, addressable by row (index backends store rows)."""
+    """All passages of a corpus in memory, addressable by row (index backends store rows).
+
+    Built indexes read passages through :class:`~mem1_gym.retrieval.docstore.DocStore` instead
+    (same ``doc(row)``/``len``/``path``, memory-mapped); this class remains for builds that need
+    every passage at once (bm25s, dense encoding), the mini-web and indexes built elsewhere."""
 
     def __init__(self, ids: list[str], contents: list[str], path: Path | None = None):
         if len(ids) != len(contents):

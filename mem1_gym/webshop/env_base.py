@@ -111,7 +111,10 @@ class Frontend(abc.ABC):
 
 
 class WebShopEnvBase(gym.Env[str, str]):
-    """Shared logic of ``MEM1-WebShop`` and ``MEM1-WebShop-Text`` (see their docstrings)."""
+    """Shared logic of ``MEM1-WebShop`` and ``MEM1-WebShop-Text`` (see their docstrings).
+
+    ``self.protocol`` (:data:`~mem1_gym.protocol.WEBSHOP_PROTOCOL` bound to the split's goal ids) is
+    what an agent reads to drive the env; ``reset(options={"task_index": i})`` plays goal ``i``."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps only silences check_env: text is not animated
 
@@ -125,6 +128,7 @@ class WebShopEnvBase(gym.Env[str, str]):
         self.max_turns = config.max_turns
         self.shop: Shop = get_shop(config.shop)
         self.goals = self.shop.goals[config.split]
+        self.protocol = protocol.WEBSHOP_PROTOCOL.with_tasks([goal.id for goal in self.goals])
         self._sid = f"env{os.getpid()}x{next(_SESSION_IDS)}"
         self._goal: Goal | None = None
         self._goal_index = -1

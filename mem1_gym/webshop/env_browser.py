@@ -7,6 +7,7 @@ import time
 import weakref
 from typing import Any
 
+from mem1_gym.extras import require
 from mem1_gym.webshop.browser import Browser, BrowserConfig, browser_errors
 from mem1_gym.webshop.env_base import (
     Frontend,
@@ -132,7 +133,7 @@ class WebShopEnv(WebShopEnvBase):
     As ``MEM1-WebShop-Text`` (the done page carries the score; the breakdown is read from it).
 
     ## Starting State
-    As ``MEM1-WebShop-Text``: the search page of a seeded goal, or ``options["goal_index"]``.
+    As ``MEM1-WebShop-Text``: the search page of a seeded goal, or ``options["task_index"]`` (alias ``goal_index``).
 
     ## Episode End
     * Termination: ``click[buy now]``.
@@ -160,13 +161,14 @@ class WebShopEnv(WebShopEnvBase):
     >>> obs, info = env.reset(seed=0)
     >>> info["page"], info["url"].startswith("/")
     ('search', True)
-    >>> obs, reward, terminated, truncated, info = env.step("<answer>search[deodorant]</answer>")
+    >>> obs, reward, terminated, truncated, info = env.step("<answer>search[bed frame under bed storage]</answer>")
     >>> info["page"], info["valid_action"]
     ('results', True)
     >>> env.close()
     """
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        require("web", "werkzeug", "flask", "selenium", purpose='MEM1-WebShop (a Flask site driven by Chromium)')
         config, (browser_config,) = split_kwargs(kwargs, BrowserConfig)
         super().__init__(config, render_mode)
         self.browser_config = browser_config

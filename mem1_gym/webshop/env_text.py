@@ -82,7 +82,8 @@ class WebShopTextEnv(WebShopEnvBase):
 
     ## Starting State
     The search page of a goal drawn uniformly from the split by the seeded generator, or
-    ``options["goal_index"]``. The same seed gives the same goal, prices and price cap.
+    ``options["task_index"]`` (alias ``options["goal_index"]``): goal ``env.unwrapped.protocol.task_ids[i]``.
+    The same seed gives the same goal, prices and price cap.
 
     ## Episode End
     * Termination: ``click[buy now]`` on a product page.
@@ -115,7 +116,8 @@ class WebShopTextEnv(WebShopEnvBase):
     >>> obs, info = env.reset(seed=0)
     >>> info["page"], info["available_actions"]
     ('search', ['search[<keywords>]'])
-    >>> obs, reward, terminated, truncated, info = env.step("<think>.</think><summary>.</summary><answer>search[deodorant]</answer>")
+    >>> turn = "<think>.</think><summary>.</summary><answer>search[bed frame under bed storage]</answer>"  # seed 0's goal
+    >>> obs, reward, terminated, truncated, info = env.step(turn)
     >>> info["page"], info["valid_action"], "click[next >]" in info["available_actions"]
     ('results', True, True)
     >>> env.step("click[buy now]")[4]["valid_action"]

@@ -1,5 +1,10 @@
-"""Wrappers that let vector-input learners (Stable-Baselines3, sb3-contrib's MaskablePPO) play the
-text envs: :class:`TextObservation` (text -> fixed-size vector) and :class:`DiscreteActions`
+"""Wrappers for policies that are not mem1-agent's.
+
+Text policies (a ``callable(str) -> str``): :class:`Mem1View` (task prompt + previous turn +
+latest observation) and :class:`Transcript` (the whole history) turn the env's latest observation
+into the full text to read; see :mod:`mem1_gym.wrappers.views`.
+
+Vector-input learners (Stable-Baselines3, sb3-contrib's MaskablePPO) play the text envs through :class:`TextObservation` (text -> fixed-size vector) and :class:`DiscreteActions`
 (the family's action menu -> ``Discrete(k)`` with ``action_masks()``, which MaskablePPO finds
 through ``get_wrapper_attr``: Gymnasium 1.x wrappers no longer forward attributes).
 
@@ -18,13 +23,17 @@ import gymnasium as gym
 
 from mem1_gym.wrappers.actions import CandidateSet, DiscreteActions, default_candidates
 from mem1_gym.wrappers.observations import HashingEncoder, TextObservation, TextObservationConfig
+from mem1_gym.wrappers.views import Mem1View, Transcript, as_text_policy
 
 __all__ = [
     "CandidateSet",
     "DiscreteActions",
     "HashingEncoder",
+    "Mem1View",
     "TextObservation",
     "TextObservationConfig",
+    "Transcript",
+    "as_text_policy",
     "default_candidates",
     "make_sb3_env",
     "wrap_for_sb3",

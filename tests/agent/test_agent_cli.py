@@ -61,10 +61,11 @@ def test_tiny_model_eval(tiny_dir, tmp_path):
 
 def test_env_kwargs_are_json_or_text_and_malformed_ones_are_refused(capsys):
     from mem1_agent.cli import build_parser
+    from mem1_agent.train.config import parse_train_args
 
-    args = build_parser().parse_args(["train", "--model", "m", "--out", "o", "--env-kwarg", "k=1",
-                                      "--env-kwarg", "reward=f1", "--env-kwarg", "evidence_bonus=0.5"])
-    assert dict(args.env_kwarg) == {"k": 1, "reward": "f1", "evidence_bonus": 0.5}
+    args = parse_train_args(["--model", "m", "--out", "o", "--env-kwarg", "k=1",
+                             "--env-kwarg", "reward=f1", "--env-kwarg", "evidence_bonus=0.5"])
+    assert args.learner.env_kwargs == {"k": 1, "reward": "f1", "evidence_bonus": 0.5}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--policy", "oracle", "--env-kwarg", "k"])
     assert "KEY=VALUE" in capsys.readouterr().err

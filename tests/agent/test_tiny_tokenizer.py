@@ -4,7 +4,7 @@ the same ids wherever it appears (what a tiny model needs to copy names)."""
 from __future__ import annotations
 
 import pytest
-from mem1_agent.tiny import TinyConfig, oracle_texts, train_tokenizer
+from mem1_agent.tiny import TinyConfig, load_tokenizer, oracle_texts, train_tokenizer
 
 TEXT = (
     'Doc 1(Title: "Grovotrin College") Grovotrin College was founded in 1785 by Troterdine Azonds.\n'
@@ -83,3 +83,13 @@ def test_oracle_texts_are_whole_turns_and_make_state_words_single_tokens(words_t
 def test_bad_tiny_config_names_the_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TinyConfig(**bad)
+
+
+def test_a_model_folder_without_tokenizer_files_is_an_error_not_an_empty_tokenizer(tmp_path):
+    # transformers 5 would build a 1-token tokenizer from config.json alone and carry on with garbage ids.
+    from transformers import Qwen2Config
+
+    Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                intermediate_size=64, vocab_size=50).save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no tokenizer at .*make-tiny"):
+        load_tokenizer(tmp_path)

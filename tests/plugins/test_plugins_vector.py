@@ -63,7 +63,7 @@ def test_browser_env_in_two_async_workers():
 
 
 def test_async_workers_share_one_retrieval_server():
-    """The README recipe: one `mem1-gym serve-retriever`, many env workers with retriever=URL."""
+    """The docs/retrieval.md recipe: one `mem1-gym serve-retriever`, many env workers with retriever=URL."""
     import subprocess
     import sys
 

@@ -52,6 +52,14 @@ def bm25s_retriever(corpus_path, index_root):
 
 
 @pytest.fixture(scope="session")
+def tantivy_retriever(corpus_path, index_root):
+    from mem1_gym.retrieval import make_retriever
+
+    with make_retriever("tantivy", corpus_path=corpus_path, index_dir=index_root / "tantivy") as retriever:
+        yield retriever
+
+
+@pytest.fixture(scope="session")
 def pyserini_retriever(corpus_path, index_root):
     from mem1_gym.retrieval import make_retriever
 
@@ -75,7 +83,27 @@ def faiss_hnsw_retriever(corpus_path, index_root):
         yield retriever
 
 
-@pytest.fixture(params=["bm25s", "pyserini", "faiss-flat", "faiss-hnsw"])
+def _compressed(kind: str, corpus_path, index_root):
+    """A compressed FAISS index made from the flat one's vectors (``from_index``: nothing re-encoded)."""
+    from mem1_gym.retrieval import build_index, make_retriever
+
+    index_dir = build_index(kind, corpus_path, index_root / kind, from_index=index_root / "faiss-flat" / "index.faiss")
+    return make_retriever(kind, corpus_path=corpus_path, index_dir=index_dir)
+
+
+@pytest.fixture(scope="session")
+def faiss_ivf_pq_retriever(corpus_path, index_root, faiss_flat_retriever):  # flat: built first, then compressed
+    with _compressed("faiss-ivf-pq", corpus_path, index_root) as retriever:
+        yield retriever
+
+
+@pytest.fixture(scope="session")
+def faiss_hnsw_sq8_retriever(corpus_path, index_root, faiss_flat_retriever):
+    with _compressed("faiss-hnsw-sq8", corpus_path, index_root) as retriever:
+        yield retriever
+
+
+@pytest.fixture(params=["bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw"])
 def retriever(request):
     """Each backend in turn, built once per session."""
     return request.getfixturevalue(f"{request.param.replace('-', '_')}_retriever")

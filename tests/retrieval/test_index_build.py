@@ -87,7 +87,7 @@ def test_damaged_index_names_path_and_rebuild_command(request, backend, damage, 
         for segments in index_dir.glob("segments_*"):  # else it is a foreign Lucene index (accepted)
             segments.unlink()
     else:
-        biggest = max((p for p in index_dir.iterdir() if p.name != "meta.json"), key=lambda p: p.stat().st_size)
+        biggest = max((p for p in index_dir.iterdir() if p.is_file() and p.name != "meta.json"), key=lambda p: p.stat().st_size)
         biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
     with pytest.raises(RetrievalError) as err:
         make_retriever(backend, corpus_path=corpus_path, index_dir=index_dir)

@@ -121,7 +121,9 @@ def test_cli_save_every_checkpoints_what_a_rerun_resumes(tmp_path, monkeypatch, 
     from mem1_agent import cli
     from mem1_agent.train import learner
 
-    defaults = cli.build_parser().parse_args(["train", "--model", "m", "--out", "o"])
+    from mem1_agent.train.config import parse_train_args
+
+    defaults = parse_train_args(["--model", "m", "--out", "o"]).learner
     assert defaults.save_every == LearnerConfig().save_every == 10
     out = tmp_path / "cli"
     args = ["train", "--env", "MEM1-MultiHopQA-1", "--model", str(tiny_model_dir), "--out", str(out),

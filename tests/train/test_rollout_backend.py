@@ -293,10 +293,10 @@ def test_one_iteration_with_vllm_rollouts_on_gpu(tmp_path, monkeypatch):
     real_collect = learner.collect
 
     def spy(state, *args, **kwargs):
-        trajectories, groups = real_collect(state, *args, **kwargs)
+        trajectories = real_collect(state, *args, **kwargs)
         device = next(state.model.parameters()).device
         seen.append((trajectories, [learner_logprobs(state.model, t, device) for t in trajectories]))
-        return trajectories, groups
+        return trajectories
 
     monkeypatch.setattr(learner, "collect", spy)
     ppo = PPOConfig(ent_coef=0.01, lr=1e-3, mini_batch_size=4, micro_batch_size=2)

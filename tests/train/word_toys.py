@@ -7,6 +7,7 @@ where a fixture cannot reach (a helper class building its own model copy).
 from __future__ import annotations
 
 import gymnasium as gym
+from mem1_gym.protocol import EnvProtocol, TurnGrammar
 
 WORDS = ("say", "yes", "no", "maybe", "red", "blue", "green", "one", "two")
 
@@ -41,6 +42,9 @@ class WordBandit(gym.Env):
 
     observation_space = gym.spaces.Text(64)
     action_space = gym.spaces.Text(64)
+    # What the agent reads to drive it: one task, no stop string (no tag is a word), EM/F1 scores.
+    protocol = EnvProtocol(family="words", grammar=TurnGrammar(kinds=("say",), check=lambda kind, arg: (arg, "")),
+                           stop_strings=(), final_turn_stop_strings=(), score_keys=("em", "f1"), task_ids=("say-yes",))
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

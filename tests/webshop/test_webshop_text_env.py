@@ -146,7 +146,7 @@ def test_results_pages_hold_ten_of_at_most_fifty_hits(env):
     while "click[next >]" in info["available_actions"]:
         info = env.step("click[next >]")[4]
         pages += 1
-    assert pages == SEARCH_RETURN_N // 10  # no "Next >" into empty pages (a decision; see README)
+    assert pages == SEARCH_RETURN_N // 10  # no "Next >" into empty pages (a decision; see docs/webshop.md)
     assert len(env.unwrapped.shop.search.search("natural organic free")) == SEARCH_RETURN_N
 
 

@@ -8,6 +8,7 @@ row's logits do not depend on its neighbours (checked against a single-row forwa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class TransformersPolicy(Policy):
         logprobs: list[list[float]] = [[] for _ in range(rows)]
         finish: list[FinishReason | None] = [None] * rows
         past = None
+        cache_name = cache_argument(self.model)
         from mem1_agent.train.device import autocast
 
         # bf16 autocast on CUDA: the learner's fp32 module samples in bf16 with its KV cache (a bf16
@@ -103,9 +105,9 @@ class TransformersPolicy(Policy):
             for _ in range(max(budgets)):
                 output = self.model(
                     input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                    past_key_values=past, use_cache=True,
+                    use_cache=True, **{cache_name: past},
                 )
-                past = output.past_key_values
+                past = getattr(output, cache_name)
                 next_ids, next_logprobs = self._sample(output.logits[:, -1, :].float())  # (B,), (B,)
                 for row in range(rows):
                     if finish[row] is None:
@@ -157,6 +159,13 @@ class TransformersPolicy(Policy):
             if any(s in tail for s in stop):
                 return FinishReason.STOP
         return FinishReason.LENGTH if len(ids) >= budget else None
+
+
+def cache_argument(model: Any) -> str:
+    """The name of the KV cache in ``model.forward`` and in its output: ``cache`` since transformers 5.25
+    (``past_key_values`` warns there, once per forward pass, and goes in 5.40), ``past_key_values``
+    before (the GPU machines run 5.17)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _top_p_filter(probs: Any, top_p: float) -> Any:

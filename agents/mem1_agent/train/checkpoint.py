@@ -8,6 +8,7 @@ Layout of ``OUT/`` (a folder :class:`~mem1_agent.policies.hf.TransformersPolicy`
     value_head.pt                                            <- PPO only
     optimizer.pt                                             <- AdamW + LR scheduler state
     trainer_state.json                                       <- iteration and the learner config
+    config.yaml                                              <- that config, readable by `train --config`
     COMPLETE                                                 <- written last: every other file and its size
 
 A save writes ``OUT.tmp/``, fsyncs every file, writes and fsyncs ``COMPLETE``, then swaps:
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 
 from mem1_agent.tiny import TOKENIZER_SUBDIR
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from mem1_agent.train.learner import State
 
 STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "config.yaml"
 MANIFEST = "COMPLETE"
 logger = logging.getLogger(__name__)
 
@@ -47,13 +50,20 @@ def save(state: State, tokenizer: Any, out: str | Path, config: Any) -> Path:
     tmp = _sibling(out, "tmp")
     _discard(tmp)
     state.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(str(tmp / TOKENIZER_SUBDIR))
     if state.value_head is not None:
         torch.save(state.value_head.state_dict(), tmp / "value_head.pt")
     torch.save({"optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict()},
                tmp / "optimizer.pt")
-    meta = {"iteration": state.iteration, "config": _jsonable(config)}
+    return commit(tmp, out, tokenizer, state.iteration, config)
+
+
+def commit(tmp: Path, out: Path, tokenizer: Any, iteration: int, config: Any) -> Path:
+    """Add the tokenizer and trainer state to the weights in ``tmp``, seal it, and swap it in as ``out``."""
+    tokenizer.save_pretrained(str(tmp / TOKENIZER_SUBDIR))
+    meta = {"iteration": iteration, "config": _jsonable(config)}
     (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    # the resolved config again, as the YAML `mem1-agent train --config` reads back (issue 19, req. 5)
+    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(meta["config"], sort_keys=False), encoding="utf-8")
     _seal(tmp)
     old = _sibling(out, "old")
     if out.exists():
@@ -176,4 +186,6 @@ def _jsonable(config: Any) -> Any:
         return {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
     if isinstance(config, dict):
         return {k: _jsonable(v) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return [_jsonable(v) for v in config]
     return config if isinstance(config, (int, float, str, bool, type(None))) else str(config)

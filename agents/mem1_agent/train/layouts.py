@@ -212,14 +212,19 @@ def prefix_cache_sample(turns: Sequence[TurnTokens]) -> dict:
     return {"prefix": list(turns[0].context[:cached]), "rows": rows, "lead": lead, "targets": targets}
 
 
-def collate(samples: Sequence[dict], pad_id: int = 0,
-            dtype: torch.dtype = torch.float32) -> Batch | PrefixCacheBatch:
-    """Right-pad samples of one layout into a batch: a :class:`PrefixCacheBatch` for layout (c), else a :class:`Batch`."""
+def collate(samples: Sequence[dict], pad_id: int = 0, dtype: torch.dtype = torch.float32,
+            two_passes: bool = False) -> Batch | PrefixCacheBatch:
+    """Right-pad samples of one layout into a batch: a :class:`PrefixCacheBatch` for layout (c), else a :class:`Batch`.
+
+    ``two_passes`` (layout (c) only): when no turn needs pass 2, give it one placeholder row of ``pad_id``
+    that no sampled token is read from, so the model is called twice whatever the data. Sharded (FSDP2)
+    training needs that: every model call is a collective every rank must make alike.
+    """
     cached = ["rows" in s for s in samples]
     if any(cached):
         if not all(cached):
             raise ValueError("a micro-batch mixes prefix-cache samples with per-turn/stitched ones")
-        return _collate_prefix_cache(samples, pad_id, dtype)
+        return _collate_prefix_cache(samples, pad_id, dtype, two_passes)
     total = max(len(s["ids"]) for s in samples)
     b = len(samples)
     input_ids = torch.full((b, total), pad_id, dtype=torch.long)
@@ -242,11 +247,14 @@ def collate(samples: Sequence[dict], pad_id: int = 0,
     return Batch(input_ids, position_ids, torch.cat(masks), target_ids, logit_index, loss_mask, turn_index)
 
 
-def _collate_prefix_cache(samples: Sequence[dict], pad_id: int, dtype: torch.dtype) -> PrefixCacheBatch:
+def _collate_prefix_cache(samples: Sequence[dict], pad_id: int, dtype: torch.dtype,
+                          two_passes: bool) -> PrefixCacheBatch:
     """Layout (c) samples into a :class:`PrefixCacheBatch`: pass-1 rows, pass-2 rows and the read map."""
     b = len(samples)
     leads = [s["prefix"] + s["rows"][s["lead"]] for s in samples]
     rows = [(owner, row) for owner, s in enumerate(samples) for j, row in enumerate(s["rows"]) if j != s["lead"]]
+    if two_passes and not rows:
+        rows = [(0, [pad_id])]  # read by nothing: it only makes pass 2 run (see collate)
     lead_width = max(map(len, leads))
     row_len = max((len(row) for _, row in rows), default=0)
     width = max(len(s["targets"]) for s in samples)
@@ -353,12 +361,17 @@ def _read_prefix_cache(model: torch.nn.Module, batch: PrefixCacheBatch, hidden: 
     states = out.hidden_states[-1].flatten(0, 1) if hidden else None
     state_index = row * lead_width + col
     if len(batch.row_ids):
-        cache = out.past_key_values
+        from mem1_agent.policies.hf import cache_argument  # "cache" or "past_key_values": transformers' version
+
+        cache_name = cache_argument(model)
+        cache = getattr(out, cache_name)
         cache.batch_select_indices(batch.row_owner)  # (B, ...) -> (R, ...): row r gets its trajectory's K/V
-        kept = col[~in_lead].unique()
+        # a placeholder pass 2 (collate's ``two_passes``) is read nowhere: keep one column anyway, whose
+        # logits join the concatenation below, so that backward runs through pass 2 like any other
+        kept = col[~in_lead].unique() if bool((~in_lead).any()) else torch.zeros(1, dtype=col.dtype, device=col.device)
         out = model(input_ids=batch.row_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
-                    position_ids=batch.row_positions, past_key_values=cache, use_cache=True, logits_to_keep=kept,
-                    output_hidden_states=hidden)
+                    position_ids=batch.row_positions, use_cache=True, logits_to_keep=kept,
+                    output_hidden_states=hidden, **{cache_name: cache})
         pass_2 = len(logits) + (row - b) * len(kept) + torch.searchsorted(kept, col)
         logit_index = torch.where(in_lead, logit_index, pass_2)
         logits = torch.cat([logits, out.logits.flatten(0, 1)])

@@ -3,7 +3,8 @@
 One iteration, top to bottom in :func:`train`:
 
 1. **collect**: play ``tasks_per_iteration × group_size`` episodes with the *current* weights
-   (rollout backends below);
+   (rollout backends below): each group is one task drawn from the env protocol's task list and
+   played ``group_size`` times with distinct reset seeds; its id travels in the records;
 2. **prepare**: build exact samples of the chosen layout, recompute old log-probs and values
    (and reference log-probs when ``kl_coef > 0``) without gradients, then advantages: GAE over each
    trajectory's sampled tokens with the outcome reward on the last one (an episode cut by the turn
@@ -13,6 +14,10 @@ One iteration, top to bottom in :func:`train`:
    gradient accumulation, AdamW with warm-up and gradient clipping;
 4. **log** (stdout, TensorBoard when installed, wandb when asked) and **checkpoint**
    (:mod:`mem1_agent.train.checkpoint`, resumable).
+
+The same loop runs on every rank of ``torchrun -m mem1_agent.train`` (:mod:`mem1_agent.train.distributed`):
+each rank plays its share of whole task groups, FSDP2 shards the update, rank 0 logs the ranks'
+combined scalars and checkpoints go through :mod:`mem1_agent.train.dist_checkpoint`.
 
 Rollout backends (``rollout_backend``; issue 4, requirement 5), with the same records either way:
 
@@ -36,6 +41,7 @@ top-p 1, where vLLM's raw log-probs and the tempered ones coincide.
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -56,11 +62,12 @@ from mem1_agent.policies.vllm_backend import (
 )
 from mem1_agent.records import Trajectory
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
-from mem1_agent.train import checkpoint
+from mem1_agent.train import dist_checkpoint, distributed
 from mem1_agent.train.advantages import trajectory_advantages
-from mem1_agent.train.device import autocast, resolve_device, to_device
-from mem1_agent.train.layouts import collate
+from mem1_agent.train.device import autocast, to_device
+from mem1_agent.train.layouts import TurnTokens, collate, per_turn_samples, prefix_cache_sample
 from mem1_agent.train.logger import Logger
+from mem1_agent.train.memory_plan import ALL_LINEAR
 from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 from mem1_agent.train.ppo import (
     PPOConfig,
@@ -80,8 +87,11 @@ from mem1_agent.train.samples import (
     token_rewards,
     trajectory_mask,
 )
+from mem1_gym.protocol import env_protocol
 
 ROLLOUT_BACKENDS = ("auto", "transformers", "vllm")
+PRECISIONS = ("fp32", "bf16-mixed", "bf16")
+REFERENCES = ("copy", "lora-base")
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,22 @@ class LearnerConfig:
     """Share of the GPU the vLLM engine may take; the learner's weights and optimizer share the rest."""
     vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``vllm.LLM`` kwargs (e.g. max_model_len, enforce_eager, dtype)."""
+    precision: str = "fp32"
+    """Training dtypes: "fp32" (fp32 weights, gradients and AdamW state, bf16 autocast on CUDA: the learner
+    today), "bf16-mixed" (FSDP2 ``MixedPrecisionPolicy``: bf16 compute, fp32 master weights, gradients and
+    optimizer) or "bf16" (all bf16: least memory, small updates lost). ``--dry-run`` plans all three; only
+    "fp32" trains yet (issue 19)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in backward (keeps only layer inputs); planned, not yet trained."""
+    lora_rank: int = 0
+    """Rank of LoRA adapters through ``peft`` (0: full fine-tuning); planned, not yet trained."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_targets: tuple[str, ...] = ALL_LINEAR
+    """Linear layers that get adapters (names of a Qwen2/Llama decoder layer)."""
+    reference: str = "copy"
+    """The KL reference when ``ppo.kl_coef > 0``: "copy" (a frozen copy of the initial weights) or
+    "lora-base" (the base model with the adapters disabled: no second copy; needs lora_rank > 0)."""
     ppo: PPOConfig = PPOConfig()
     """The update's hyper-parameters (algo, clip, KL, lr, batches, ...)."""
 
@@ -154,6 +180,7 @@ class LearnerConfig:
             raise ValueError(f"save_every must be >= 0 (0: checkpoint only at the end), got {self.save_every}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0 (or None for no cap), got {self.max_minutes}")
+        self._check_memory_options()
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
         if self.rollout_backend == "vllm":
@@ -161,6 +188,32 @@ class LearnerConfig:
                 raise ValueError("rollout_backend 'vllm' needs a CUDA GPU; use --rollout-backend transformers "
                                  "with --device cpu")
             require_vllm(TRAIN_ALTERNATIVE)  # fails here, before any model, engine or env is built
+
+    def _check_memory_options(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.lora_rank < 0 or self.lora_alpha <= 0:
+            raise ValueError(f"need lora_rank >= 0 (0: no LoRA) and lora_alpha > 0, got {self.lora_rank}, "
+                             f"{self.lora_alpha}")
+        unknown = sorted(set(self.lora_targets) - set(ALL_LINEAR))
+        if unknown or not self.lora_targets:
+            raise ValueError(f"lora_targets must be a non-empty subset of {ALL_LINEAR}, got {self.lora_targets}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.reference == "lora-base" and self.lora_rank == 0:
+            raise ValueError("reference 'lora-base' is the base under LoRA adapters: set lora_rank > 0, "
+                             "or use reference 'copy'")
+
+    def require_implemented(self) -> None:
+        """Refuse the memory options ``--dry-run`` plans but this learner cannot honour yet (issue 19)."""
+        planned_only = [f"{name}={value!r}" for name, value, default in (
+            ("precision", self.precision, "fp32"), ("gradient_checkpointing", self.gradient_checkpointing, False),
+            ("lora_rank", self.lora_rank, 0), ("reference", self.reference, "copy")) if value != default]
+        if planned_only:
+            raise NotImplementedError(
+                f"{', '.join(planned_only)}: not implemented by the learner yet (issue 19: FSDP2 mixed precision, "
+                "gradient checkpointing and LoRA are planned by --dry-run only); train with the defaults "
+                "(precision fp32, no checkpointing, lora_rank 0, reference copy)")
 
 
 def resolve_rollout_backend(name: str, device: torch.device) -> str:
@@ -205,21 +258,24 @@ class State:
 def make_state(model: torch.nn.Module, config: LearnerConfig, device: torch.device) -> State:
     model.to(device)
     value_head = ValueHead(model.config.hidden_size).to(device) if config.ppo.algo == "ppo" else None
-    params = list(model.parameters()) + (list(value_head.parameters()) if value_head else [])
-    optimizer, scheduler = adamw_with_warmup(params, config.ppo.lr, config.ppo.weight_decay, config.ppo.warmup_steps)
     # The frozen reference is the model passed in (before a resumed checkpoint is loaded over it).
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.ppo.kl_coef > 0 else None
+    distributed.shard(model, value_head, reference)  # FSDP2 with several ranks; before the optimizer: new params
+    params = list(model.parameters()) + (list(value_head.parameters()) if value_head else [])
+    optimizer, scheduler = adamw_with_warmup(params, config.ppo.lr, config.ppo.weight_decay, config.ppo.warmup_steps)
     return State(model, value_head, optimizer, scheduler, reference=reference)
 
 
 def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resume: bool = True,
           make_env: Callable[[], Any] | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place; returns one dict of logged scalars per iteration."""
-    device = resolve_device(config.device)
+    config.require_implemented()
+    device = distributed.setup(config.device)  # joins the torchrun job, if any: the same loop at any world size
+    _check_world(config, device)
     state = make_state(model, config, device)
-    if resume and config.out is not None and checkpoint.recover(config.out) is not None:
-        checkpoint.load_into(state, config.out)
-        print(f"resuming from {config.out} after iteration {state.iteration}", flush=True)
+    if resume and config.out is not None and dist_checkpoint.recover(config.out) is not None:
+        dist_checkpoint.load_into(state, config.out)
+        distributed.main_print(f"resuming from {config.out} after iteration {state.iteration}")
     engine = make_rollout_engine(state.model, codec, config, device)  # before any env: fails fast
     make_env = make_env or _env_factory(config)
     envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
@@ -228,25 +284,30 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
     try:
         while state.iteration < config.iterations:
             started = time.perf_counter()
-            trajectories, groups = collect(state, codec, envs, config, device, engine)
+            with distributed.gathered(state.model):  # whole weights: rollouts of any length make no collective
+                trajectories = collect(state, codec, envs, config, device, engine)
             collected = time.perf_counter()
             data = build_samples(trajectories, config.layout)
-            batch = prepare(state, data, trajectories, groups, codec.pad_id, config, device)
+            with distributed.gathered(state.model, state.value_head, state.reference):
+                batch = prepare(state, data, trajectories, codec.pad_id, config, device)
             stats = update(state, data, batch, codec.pad_id, config, device)
             state.iteration += 1
             done = time.perf_counter()
             stats |= rollout_stats(trajectories, collected - started)
             stats["update_tokens_per_s"] = sum(data.lengths) * config.ppo.epochs / max(done - collected, 1e-9)
             stats["explained_variance"] = batch["explained_variance"]
+            stats = distributed.combine_stats(stats)
             logger.log(stats, state.iteration)
             history.append(stats)
-            out_of_time = config.max_minutes is not None and done - run_started > 60 * config.max_minutes
+            # rank 0's clock decides for all: a rank stopping alone would leave the others waiting
+            out_of_time = distributed.broadcast(config.max_minutes is not None and
+                                                done - run_started > 60 * config.max_minutes)
             if config.out is not None and (state.iteration == config.iterations or out_of_time or
                                            (config.save_every and state.iteration % config.save_every == 0)):
-                checkpoint.save(state, codec.tokenizer, config.out, config)
+                dist_checkpoint.save(state, codec.tokenizer, config.out, config)
             if out_of_time:
-                print(f"stopping after iteration {state.iteration}: the {config.max_minutes}-minute cap is spent",
-                      flush=True)
+                distributed.main_print(f"stopping after iteration {state.iteration}: the {config.max_minutes}-minute "
+                                       "cap is spent")
                 break
     finally:
         for env in envs:
@@ -266,36 +327,48 @@ def _env_factory(config: LearnerConfig) -> Callable[[], Any]:
 
 
 def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerConfig, device: torch.device,
-            engine: VLLMRolloutEngine | None = None) -> tuple[list[Trajectory], list[int]]:
-    """Play this iteration's episodes with the current weights; returns trajectories and their task group.
+            engine: VLLMRolloutEngine | None = None) -> list[Trajectory]:
+    """Play this iteration's episodes with the current weights; each trajectory records its task and group.
 
     With ``engine`` the learner's weights are first synced into it (in memory) and vLLM samples;
     without, the transformers backend samples from ``state.model`` itself.
     """
-    rng = random.Random(config.seed * 1_000_003 + state.iteration)
-    tasks = getattr(envs[0].unwrapped, "tasks", None)
-    specs = []
-    for task in range(config.tasks_per_iteration):
-        index = rng.randrange(len(tasks)) if tasks else None
-        seed = rng.randrange(2**31)
-        specs += [EpisodeSpec(seed=seed + k, task_index=index) for k in range(config.group_size)]
-    group_of = {spec.seed: position // config.group_size for position, spec in enumerate(specs)}
-    sampling = SamplingConfig(config.temperature, 1.0, config.max_new_tokens, config.seed + state.iteration)
+    specs = group_specs(env_protocol(envs[0]).n_tasks, config, state.iteration)
+    mine = distributed.split_tasks(config.tasks_per_iteration, distributed.rank(), distributed.world_size())
+    specs = specs[mine.start * config.group_size : mine.stop * config.group_size]  # this rank's whole groups
+    # each rank samples its own noise (rank 0's seed is the single-process one)
+    sampling = SamplingConfig(config.temperature, 1.0, config.max_new_tokens,
+                              config.seed + state.iteration + 1_000_003 * distributed.rank())
     if engine is not None:
         engine.sync_weights(state.model)
         policy = engine.policy(sampling)
     else:
         policy = TransformersPolicy.from_model(state.model.eval(), codec, sampling,
                                                HFConfig(max_batch=config.concurrency))
-    trajectories = rollout(envs, policy, make_strategy(config.context), specs,
-                           RolloutConfig(config.max_new_tokens, env_id=config.env_id))
-    return trajectories, [group_of[t.seed] for t in trajectories]
+    return rollout(envs, policy, make_strategy(config.context), specs,
+                   RolloutConfig(config.max_new_tokens, env_id=config.env_id))
+
+
+def group_specs(n_tasks: int, config: LearnerConfig, iteration: int) -> list[EpisodeSpec]:
+    """``tasks_per_iteration`` groups: a task drawn once, then ``group_size`` specs naming it, with distinct
+    reset seeds. The group travels in the spec (and so in the trajectory): a baseline compares rollouts of
+    one task whatever order they finish in and whatever the env draws from a seed (issue 19, 1c)."""
+    if n_tasks < 1:
+        raise ValueError(f"{config.env_id} has no tasks in split {config.split!r}; use another split")
+    rng = random.Random(config.seed * 1_000_003 + iteration)
+    specs = []
+    for group in range(config.tasks_per_iteration):
+        index, seed = rng.randrange(n_tasks), rng.randrange(2**31)
+        specs += [EpisodeSpec(seed=seed + k, task_index=index, group=group) for k in range(config.group_size)]
+    return specs
 
 
 @torch.no_grad()
-def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], groups: Sequence[int], pad_id: int,
+def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], pad_id: int,
             config: LearnerConfig, device: torch.device) -> dict[str, Any]:
     """Old log-probs, values, reference log-probs and advantages/returns, one vector per sample.
+
+    GRPO/RLOO baselines compare the trajectories of one group, as recorded in ``Trajectory.group``.
 
     The old log-probs are recomputed by the learner, never read from the records: a vLLM rollout
     samples in its own dtype, and the PPO ratio must compare the learner with itself.
@@ -321,8 +394,12 @@ def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], gro
         advantages, returns = trajectory_advantages(config.ppo, mask, rewards, values)
         ev = explained_variance(values, returns, mask)
     else:
+        if any(t.group is None for t in trajectories):
+            raise ValueError(f"--algo {config.ppo.algo} needs the rollout group of every trajectory; collect them "
+                             "with learner.collect (EpisodeSpec.group)")
         rewards = torch.tensor([sum(t.reward for t in traj.turns) for traj in trajectories])
-        advantages, returns = trajectory_advantages(config.ppo, mask, rewards, groups=torch.tensor(list(groups)))
+        groups = torch.tensor([t.group for t in trajectories])
+        advantages, returns = trajectory_advantages(config.ppo, mask, rewards, groups=groups)
         ev = float("nan")
     return {"old_logprobs": old_lp, "old_values": old_values, "ref_logprobs": ref_lp, "explained_variance": ev,
             "advantages": to_sample_view(advantages, data), "returns": to_sample_view(returns, data)}
@@ -330,23 +407,43 @@ def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], gro
 
 def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, config: LearnerConfig,
            device: torch.device) -> dict[str, float]:
-    """``epochs`` passes of clipped-PPO mini-batch steps over this iteration's samples."""
+    """``epochs`` passes of clipped-PPO mini-batch steps over this iteration's samples.
+
+    With N ranks a mini-batch is every rank's next ``mini_batch_size / N`` samples and its loss the
+    token-mean over all of them, so a step equals the one-process step on the same samples. FSDP
+    averages the ranks' gradients, hence each rank's loss is scaled by N / (tokens of all ranks).
+
+    FSDP2 all-gathers a layer's weights in each model call and reduce-scatters its gradients in each
+    backward, so every rank must make the same calls: each runs as many micro-batches as the rank with
+    the most (a rank out of samples runs :func:`_placeholder_loss`), and each prefix-cache micro-batch
+    calls the model twice (``collate(two_passes=True)``) whether or not its turns need pass 2.
+    """
     ppo, params = config.ppo, [p for group in state.optimizer.param_groups for p in group["params"]]
+    world = distributed.world_size()
+    share = ppo.mini_batch_size // world  # this rank's samples per mini-batch (train() checked it divides)
+    steps = distributed.max_over_ranks(math.ceil(len(data.samples) / share))  # every rank takes every step
     state.model.train()
     rng = random.Random(config.seed + 7919 * state.iteration)
     stats: dict[str, list[float]] = {}
     for _ in range(ppo.epochs):
         order = list(range(len(data.samples)))
         rng.shuffle(order)
-        for start in range(0, len(order), ppo.mini_batch_size):
-            mini = order[start : start + ppo.mini_batch_size]
-            tokens = sum(len(data.samples[i]["targets"]) for i in mini)
-            for micro_start in range(0, len(mini), ppo.micro_batch_size):
-                micro = mini[micro_start : micro_start + ppo.micro_batch_size]
+        for step in range(steps):
+            mini = order[step * share : (step + 1) * share]
+            tokens = distributed.sum_over_ranks(sum(len(data.samples[i]["targets"]) for i in mini))
+            micros = [mini[start : start + ppo.micro_batch_size] for start in range(0, len(mini), ppo.micro_batch_size)]
+            placeholders = distributed.max_over_ranks(len(micros)) - len(micros)  # before any: a collective
+            mini_loss = 0.0
+            for micro in micros:
                 loss, micro_stats = _micro_loss(state, data, prepared, micro, pad_id, config, device)
-                (loss * sum(len(data.samples[i]["targets"]) for i in micro) / tokens).backward()
+                micro_tokens = sum(len(data.samples[i]["targets"]) for i in micro)
+                (loss * micro_tokens * world / tokens).backward()
+                mini_loss += loss.item() * micro_tokens / tokens
                 for key, value in micro_stats.items():
                     stats.setdefault(key, []).append(value)
+            for _ in range(placeholders):
+                _placeholder_loss(state, pad_id, config, device).backward()
+            stats.setdefault("loss", []).append(distributed.sum_over_ranks(mini_loss))
             stats.setdefault("grad_norm", []).append(
                 clipped_step(params, state.optimizer, state.scheduler, ppo.max_grad_norm))
     state.model.eval()
@@ -355,9 +452,38 @@ def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, c
     return out
 
 
+def _placeholder_loss(state: State, pad_id: int, config: LearnerConfig, device: torch.device) -> torch.Tensor:
+    """A one-token micro-batch of the run's layout through the policy and value head, times 0: what a rank
+    with fewer micro-batches than another runs, so that it makes the same FSDP collectives (see update)."""
+    turn = TurnTokens([pad_id], [pad_id])
+    sample = prefix_cache_sample([turn]) if config.layout == "prefix-cache" else per_turn_samples([turn])[0]
+    batch = to_device(collate([sample], pad_id, two_passes=True), device)
+    with autocast(device):
+        out = forward(state.model, batch, state.value_head)
+    return 0.0 * (out.logprobs.sum() + (out.values.sum() if out.values is not None else 0.0))
+
+
+def _check_world(config: LearnerConfig, device: torch.device) -> None:
+    """With several ranks: whole task groups and whole micro-batches per rank, and transformers rollouts."""
+    world = distributed.world_size()
+    if world == 1:
+        return
+    distributed.split_tasks(config.tasks_per_iteration, distributed.rank(), world)
+    share, micro = config.ppo.mini_batch_size / world, config.ppo.micro_batch_size
+    if share % micro:
+        raise ValueError(f"{world} ranks split each mini-batch of {config.ppo.mini_batch_size} samples into "
+                         f"{share:g} per rank, not a multiple of micro_batch_size {micro}; set --mini-batch-size "
+                         f"to a multiple of {world * micro}")
+    if resolve_rollout_backend(config.rollout_backend, device) == "vllm":
+        raise ValueError("the vllm rollout backend runs in one process; with torchrun use --rollout-backend "
+                         "transformers (each rank samples with its own whole weights)")
+
+
 def _micro_loss(state: State, data: Samples, prepared: dict[str, Any], micro: list[int], pad_id: int,
                 config: LearnerConfig, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    batch = to_device(collate([data.samples[i] for i in micro], pad_id), device)
+    # at world size > 1 every micro-batch calls the model alike: FSDP2's collectives (see update)
+    batch = to_device(collate([data.samples[i] for i in micro], pad_id, two_passes=distributed.world_size() > 1),
+                      device)
 
     def placed(key: str) -> torch.Tensor | None:
         if not prepared[key]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mem1_agent.train.checkpoint import _jsonable
+from mem1_agent.train.distributed import is_main, main_print
 
 SHOWN = ("reward", "em", "valid_action_rate", "approx_kl", "clip_frac", "explained_variance", "entropy",
          "policy_loss", "value_loss", "kl_ref", "rollout_tokens_per_s", "update_tokens_per_s")
@@ -20,7 +21,7 @@ class Logger:
                  first_step: int = 1) -> None:
         self.writer = None
         self.run = None
-        if tensorboard and out is not None:
+        if tensorboard and out is not None and is_main():  # rank 0 logs for all ranks
             if importlib.util.find_spec("tensorboard") is None:
                 print("TensorBoard logging off: `pip install tensorboard` to get it (stdout logging continues)")
             else:
@@ -28,7 +29,7 @@ class Logger:
 
                 # A resumed run hides the steps logged after its checkpoint, which it plays again.
                 self.writer = SummaryWriter(str(Path(out).with_name(Path(out).name + "-tb")), purge_step=first_step)
-        if wandb_project:
+        if wandb_project and is_main():
             try:
                 import wandb
             except ImportError as err:
@@ -37,7 +38,7 @@ class Logger:
 
     def log(self, stats: dict[str, float], step: int) -> None:
         shown = " ".join(f"{key}={_fmt(stats[key])}" for key in SHOWN if key in stats)
-        print(f"iter {step:4d} {shown}", flush=True)
+        main_print(f"iter {step:4d} {shown}")
         if self.writer is not None:
             for key, value in stats.items():
                 self.writer.add_scalar(f"train/{key}", value, step)

@@ -185,15 +185,16 @@ def oracle_trajectories(env_id: str, tokenizer_dir: str, episodes: int, split: s
     from mem1_agent.context import make_strategy
     from mem1_agent.policies import make_policy
     from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
+    from mem1_gym.protocol import env_protocol
 
     policy = make_policy("oracle", tokenizer=tokenizer_dir)
     envs = [gym.make(env_id, split=split, **(env_kwargs or {})) for _ in range(concurrency)]
-    n_tasks = len(envs[0].unwrapped.tasks)
-    if episodes > n_tasks:
-        raise ValueError(f"--episodes {episodes} exceeds the {n_tasks} tasks of the {split} split; lower it")
-    order = random.Random(seed).sample(range(n_tasks), episodes)
-    specs = [EpisodeSpec(seed=seed + k, task_index=index) for k, index in enumerate(order)]
     try:
+        n_tasks = env_protocol(envs[0]).n_tasks  # refuses an env the agent cannot drive
+        if episodes > n_tasks:
+            raise ValueError(f"--episodes {episodes} exceeds the {n_tasks} tasks of the {split} split; lower it")
+        order = random.Random(seed).sample(range(n_tasks), episodes)
+        specs = [EpisodeSpec(seed=seed + k, task_index=index) for k, index in enumerate(order)]
         return rollout(envs, policy, make_strategy(context), specs, RolloutConfig(env_id=env_id))
     finally:
         for env in envs:

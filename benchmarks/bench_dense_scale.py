@@ -1,0 +1,194 @@
+"""Compressed dense index types against exact (flat) search, on MiniLM vectors of the synthetic world.
+
+    nice -n 10 python benchmarks/bench_dense_scale.py --passages 100000          # encodes once, then measures
+    nice -n 10 python benchmarks/bench_dense_scale.py --passages 100000 --encode-only   # resumable: rerun to go on
+
+Passages are encoded with the bundled all-MiniLM-L6-v2 (384-d) through the library's sharded
+encoder (:func:`mem1_gym.retrieval.dense_build.encode_shards`), cached under ``--cache``: an
+interrupted run resumes from its last whole shard, and later runs encode nothing. MiniLM runs at
+~40 passages/s on 2 idle cores (~110 tokens each), so 100k passages take 40+ minutes of CPU;
+``--max-length`` truncates passages to cut that (recorded in the JSON).
+
+Queries: the oracle's hop queries (2-4 words) and the full questions of the world's questions.
+Ground truth is the flat index's top-k of the same vectors; recall@k = |top-k ∩ flat top-k| / k.
+Each index type is built from the cached vectors with :func:`dense_build.fill_index` (the library's
+build path: trained on a seeded sample, filled shard by shard). Throughput is FAISS search alone
+(queries pre-encoded), batch 64, one FAISS thread, ``distance_compute_blas_threshold = 20``.
+Sizes are the serialised index; the 21M x 768-d column extrapolates each type's bytes per vector
+(codes scaled from 384-d to 768-d, graph links and ids as measured) to e5-base on wiki-18.
+Writes ``benchmarks/results/dense_scale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+WIKI18, E5_DIM, BATCH = 21_015_324, 768, 64
+
+
+def queries_of(world, limit: int) -> list[str]:
+    """Hop queries and full questions, alternating, from every split (``limit`` in all)."""
+    hops, questions = [], []
+    for path in world.qa_paths.values():
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                questions.append(row["question"])
+                hops.extend(hop["query"] for hop in row["metadata"]["hops"])
+    mixed = [q for pair in zip(hops, questions) for q in pair]
+    return mixed[:limit]
+
+
+def encoded(world, cache: Path, config, limit_queries: int, available_only: bool):
+    """(passage shards as one array source, query vectors (Q, D)), encoded once and cached.
+    ``available_only``: the passages of the shards already encoded, none encoded now."""
+    from mem1_gym.retrieval.base import iter_corpus
+    from mem1_gym.retrieval.build import corpus_fingerprint
+    from mem1_gym.retrieval.dense import Encoder
+    from mem1_gym.retrieval.dense_build import VectorBlocks, encode_shards
+
+    tag = f"{world.corpus_path.parent.name}-len{config.max_length}"
+    if available_only:
+        passages = VectorBlocks([np.load(p, mmap_mode="r") for p in sorted((cache / f"shards-{tag}").glob("0*.npy"))])
+    else:
+        spec = {"corpus": corpus_fingerprint(world.corpus_path)}
+        passages = encode_shards(iter_corpus(world.corpus_path), cache / f"shards-{tag}", config, spec)
+    query_file = cache / f"queries-{tag}-{limit_queries}.npy"
+    if not query_file.exists():
+        vectors = Encoder(config.encoder, config.max_length, config.batch_size).encode(queries_of(world, limit_queries))
+        np.save(query_file, vectors)
+    return passages, np.load(query_file)
+
+
+def qps(index, queries: np.ndarray, k: int, params, repeats: int = 3) -> float:
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for i in range(0, len(queries), BATCH):
+            index.search(queries[i : i + BATCH], k, params=params)
+        rates.append(len(queries) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over queries of |found ∩ truth| / k, both (Q, k)."""
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def extrapolate(kind: str, size: int, n: int, dim: int, pq_m: int) -> float:
+    """Bytes of this index type at wiki-18 scale with e5-base, the vector codes scaled from ``dim``
+    to 768 (ivf-pq keeps its bytes per dimension). HNSW: graph bytes per vector as measured. ivf-pq:
+    codes + an 8-byte id per vector, the library's default lists (x 768 floats) and PQ codebooks."""
+    if kind == "ivf-pq":
+        from mem1_gym.retrieval.dense import DenseConfig
+        from mem1_gym.retrieval.dense_build import ivf_shape
+
+        nlist, _, _ = ivf_shape(DenseConfig(kind=kind), WIKI18, E5_DIM)
+        return WIKI18 * (pq_m * E5_DIM // dim + 8) + (nlist + 256) * E5_DIM * 4
+    code = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim}[kind]
+    return WIKI18 * (size / n - code + code * E5_DIM // dim)
+
+
+def measure(kind_config, source, queries, truth: dict, dim: int) -> dict:
+    import faiss
+
+    from mem1_gym.retrieval.dense_build import fill_index, ivf_shape
+
+    started = time.perf_counter()
+    index = fill_index(source, kind_config)
+    build_s = time.perf_counter() - started
+    size = len(faiss.serialize_index(index))
+    nlist, pq_m, _ = ivf_shape(kind_config, source.n, dim) if kind_config.kind == "ivf-pq" else (0, 0, 0)
+    if kind_config.kind == "ivf-pq":
+        params = faiss.SearchParametersIVF(nprobe=kind_config.nprobe)
+    elif kind_config.kind.startswith("hnsw"):
+        params = faiss.SearchParametersHNSW(efSearch=kind_config.ef_search)
+    else:
+        params = None
+    _, found = index.search(queries, 10, params=params)
+    return {
+        "kind": kind_config.kind, "nlist": nlist, "pq_m": pq_m,
+        "nprobe": kind_config.nprobe if nlist else None,
+        "ef_search": kind_config.ef_search if kind_config.kind.startswith("hnsw") else None,
+        "recall@3": recall(found[:, :3], truth[3]), "recall@10": recall(found, truth[10]),
+        "size_mb": size / 2**20, "bytes_per_vector": size / source.n, "build_s": build_s,
+        "qps_batch64_k10": qps(index, queries, 10, params),
+        "wiki18_e5_gb": extrapolate(kind_config.kind, size, source.n, dim, pq_m) / 1e9,
+    }
+
+
+def variants(base):
+    """Index types and the settings swept: ivf-pq bytes per vector and nprobe, HNSW efSearch."""
+    yield replace(base, kind="flat")
+    for kind in ("hnsw", "hnsw-sq8"):
+        for ef_search in (64, 256):
+            yield replace(base, kind=kind, ef_search=ef_search)
+    for pq_m in (96, 128):  # 384-d / 4 and / 3 (the default): 192 and 256 bytes for e5-base's 768-d
+        for nprobe in (16, 64, 256):
+            yield replace(base, kind="ivf-pq", pq_m=pq_m, nprobe=nprobe)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passages", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=3000)
+    parser.add_argument("--max-length", type=int, default=256, help="encoder tokens per passage")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/mem1_dense_scale"))
+    parser.add_argument("--encode-only", action="store_true", help="encode (or resume encoding) and stop")
+    parser.add_argument("--available-only", action="store_true",
+                        help="measure on the passages already encoded (a prefix of the world), encoding none")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dense_scale.json")
+    args = parser.parse_args()
+
+    import faiss
+    import torch
+
+    from mem1_gym.data.synthetic import WorldConfig, ensure_world
+    from mem1_gym.retrieval.dense import DenseConfig
+
+    # One thread each: on a shared 2-core machine a second OpenMP/torch thread made things slower.
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    faiss.cvar.distance_compute_blas_threshold = 20  # BLAS for batches of 20+ queries (SETUP-NOTES)
+    world = ensure_world(WorldConfig(n_passages=args.passages))
+    base = DenseConfig(max_length=args.max_length, shard_size=1000)
+    started = time.perf_counter()
+    source, queries = encoded(world, args.cache, base, args.queries, args.available_only)
+    print(f"{source.n} passages, {len(queries)} queries encoded/loaded in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    if args.encode_only:
+        return
+    exact = faiss.IndexFlatIP(source.dim)
+    for chunk in source.chunks():
+        exact.add(chunk)
+    _, top = exact.search(queries, 10)
+    truth = {3: top[:, :3], 10: top}
+    rows = []
+    for config in variants(base):
+        rows.append(measure(config, source, queries, truth, source.dim))
+        print(json.dumps(rows[-1]), flush=True)
+    report = {"passages": source.n, "world_passages": args.passages, "dim": source.dim, "queries": len(queries),
+              "max_length": args.max_length, "encoder": "all-MiniLM-L6-v2", "threads": 1, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nDense index types vs flat: {source.n} MiniLM passages (384-d), {len(queries)} queries, 1 thread")
+    print("| type | settings | recall@3 | recall@10 | size | build | q/s (batch 64, k=10) | wiki-18 x e5 (est.) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        settings = (f"IVF{r['nlist']},PQ{r['pq_m']} nprobe {r['nprobe']}" if r["nlist"]
+                    else f"efSearch {r['ef_search']}" if r["ef_search"] else "exact")
+        print(f"| {r['kind']} | {settings} | {r['recall@3']:.3f} | {r['recall@10']:.3f} | {r['size_mb']:.0f} MB | "
+              f"{r['build_s']:.0f} s | {r['qps_batch64_k10']:,.0f} | {r['wiki18_e5_gb']:.1f} GB |")
+
+
+if __name__ == "__main__":
+    main()
