@@ -69,6 +69,14 @@ class Retriever(abc.ABC):
         self.close()
 
 
+def check_bm25_parameters(k1: float, b: float) -> None:
+    """BM25's k1 >= 0 and b in [0, 1], with Lucene's values (what Search-R1 searches with) in the message."""
+    if k1 < 0:
+        raise ValueError(f"k1 must be >= 0 (Lucene uses 0.9), got {k1}")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"b must be in [0, 1] (Lucene uses 0.4), got {b}")
+
+
 def weighted_terms(terms: Iterable[_T], max_terms: int = MAX_QUERY_TERMS) -> dict[_T, int]:
     """Each distinct term with its number of occurrences, in order of first occurrence, the first
     ``max_terms`` distinct terms only.

@@ -17,7 +17,15 @@ from typing import Sequence
 
 import numpy as np
 
-from mem1_gym.retrieval.base import MAX_QUERY_TERMS, Corpus, Doc, RetrievalError, Retriever, weighted_terms
+from mem1_gym.retrieval.base import (
+    MAX_QUERY_TERMS,
+    Corpus,
+    Doc,
+    RetrievalError,
+    Retriever,
+    check_bm25_parameters,
+    weighted_terms,
+)
 
 # The options fixed when the index is built; a different value at load time needs a rebuild.
 BUILD_PARAMS = ("k1", "b", "stemmer")
@@ -61,10 +69,7 @@ class BM25Config:
     """Distinct index terms of a query that are scored (the first ones); bounds the cost of a query."""
 
     def __post_init__(self) -> None:
-        if self.k1 < 0:
-            raise ValueError(f"k1 must be >= 0 (Lucene uses 0.9), got {self.k1}")
-        if not 0.0 <= self.b <= 1.0:
-            raise ValueError(f"b must be in [0, 1] (Lucene uses 0.4), got {self.b}")
+        check_bm25_parameters(self.k1, self.b)
         if self.stemmer not in ("auto", "english", "none"):
             raise ValueError(f'stemmer must be "auto", "english" or "none", got {self.stemmer!r}')
         if self.n_threads < 0:

@@ -32,7 +32,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mem1_gym.retrieval.base import MAX_QUERY_TERMS, Doc, RetrievalError, Retriever, weighted_terms
+from mem1_gym.retrieval.base import (
+    MAX_QUERY_TERMS,
+    Doc,
+    RetrievalError,
+    Retriever,
+    check_bm25_parameters,
+    weighted_terms,
+)
 
 # k1, b and candidates act at search time (the re-scoring), so none needs a rebuild.
 BUILD_PARAMS: tuple[str, ...] = ()
@@ -76,10 +83,7 @@ class TantivyConfig:
     """Distinct terms of a query that are scored (the first ones); bounds the cost of a query."""
 
     def __post_init__(self) -> None:
-        if self.k1 < 0:
-            raise ValueError(f"k1 must be >= 0 (Lucene uses 0.9), got {self.k1}")
-        if not 0.0 <= self.b <= 1.0:
-            raise ValueError(f"b must be in [0, 1] (Lucene uses 0.4), got {self.b}")
+        check_bm25_parameters(self.k1, self.b)
         for name in ("candidates", "threads", "max_query_terms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
