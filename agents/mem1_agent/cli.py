@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mem1_agent.keys import OPENAI_KEY_ENV, add_key_arguments, api_key
 from mem1_gym.extras import MissingExtraError, require
 
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--top-p", type=float, default=1.0)
     ev.add_argument("--device", default="auto", help="transformers device: auto, cpu, cuda")
     ev.add_argument("--tokenizer", default=None, help="folder of the tokenizer that counts tokens of text policies")
-    ev.add_argument("--api-key", default=None, help="OpenAI-compatible key (default $OPENAI_API_KEY)")
+    add_key_arguments(ev, OPENAI_KEY_ENV, "of an openai: policy's server")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_env_kwargs(ev)
 
@@ -253,7 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     # The policy is built (and a server or vLLM checked) before any env exists: a bad spec fails fast.
     policy = make_policy(args.policy, sampling, tokenizer=args.tokenizer, device=args.device,
-                         max_batch=args.concurrency, api_key=args.api_key)
+                         max_batch=args.concurrency, api_key=api_key(args, OPENAI_KEY_ENV))
     try:
         cells = run_eval(config, policy, progress=not args.no_progress)
     finally:

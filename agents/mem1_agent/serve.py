@@ -38,7 +38,6 @@ import asyncio
 import dataclasses
 import hmac
 import json
-import os
 import sys
 import time
 import uuid
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mem1_agent.keys import add_key_arguments, api_key
 from mem1_agent.policies.base import Generation, GenerationRequest, SamplingConfig
 from mem1_agent.serve_api import RequestError, RequestLimits, number
 
@@ -356,11 +356,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                             ("max_stop_chars", "longest stop string")):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(limits, name),
                             help=f"{help_text} (default %(default)s)")
-    parser.add_argument("--api-key-env", default=None, metavar="NAME",
-                        help=f"environment variable holding the API key that every request must send as "
-                             f"Authorization: Bearer KEY (default {API_KEY_ENV}; unset: no key). Keys are never "
-                             f"taken on the command line, where ps shows them to every user")
-    parser.add_argument("--api-key", default=None, help=argparse.SUPPRESS)  # refused with the remedy: _api_key
+    add_key_arguments(parser, API_KEY_ENV, "that every request must send as Authorization: Bearer KEY")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -372,7 +368,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         model=args.model, served_name=args.served_name, host=args.host, port=args.port, device=args.device,
         max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, max_tokens_limit=args.max_tokens_limit,
-        default_max_tokens=min(ServeConfig.default_max_tokens, args.max_tokens_limit), api_key=_api_key(args),
+        default_max_tokens=min(ServeConfig.default_max_tokens, args.max_tokens_limit), api_key=api_key(args, API_KEY_ENV),
         limits=limits,
     )
     app = create_app(config)
@@ -380,20 +376,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {config.name} on http://{config.host}:{config.port}/v1{keyed}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     return 0
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    """The key from the environment variable ``--api-key-env`` names (issue 21: ``--api-key`` showed in ``ps``)."""
-    name = args.api_key_env or API_KEY_ENV
-    if args.api_key is not None:
-        raise ValueError(f"--api-key is not taken: a command line shows in ps to every user of the machine; "
-                         f"put the key in ${name} instead (export {name}=...)")
-    key = os.environ.get(name)
-    if args.api_key_env and not key:
-        raise ValueError(
-            f"--api-key-env {name}: ${name} is not set; export it with the key, or drop the flag to serve without one"
-        )
-    return key or None
 
 
 def main(argv: list[str] | None = None) -> int:

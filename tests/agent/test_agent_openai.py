@@ -164,3 +164,28 @@ def test_429_is_retried_after_its_retry_after(codec):
         server.stop()
     assert generation.text == "hello" and generation.finish is FinishReason.LENGTH
     assert [path for _, path, _ in server.seen] == ["/v1/completions"] * 2
+
+
+def test_eval_takes_its_key_from_the_environment_never_the_command_line(monkeypatch, capsys):
+    """A flag's value shows in ps: `mem1-agent eval` reads the key from the variable --api-key-env names."""
+    from mem1_agent import cli
+
+    seen = {}
+
+    def capture(spec, sampling, **kwargs):
+        seen["key"] = kwargs["api_key"]
+        raise RuntimeError("stop after the policy spec")  # mapped to exit code 2, before any env exists
+
+    monkeypatch.setattr("mem1_agent.policies.make_policy", capture)
+    policy = ["eval", "--policy", "openai:http://127.0.0.1:9/v1:m", "--episodes", "1", "--no-progress"]
+    assert cli.main([*policy, "--api-key", "sk-on-the-command-line"]) == 2
+    assert "--api-key is not taken" in capsys.readouterr().err and "key" not in seen
+    monkeypatch.setenv("MY_EVAL_KEY", "sk-from-the-environment")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert cli.main([*policy, "--api-key-env", "MY_EVAL_KEY"]) == 2
+    assert seen["key"] == "sk-from-the-environment"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-default-variable")
+    assert cli.main(policy) == 2 and seen["key"] == "sk-default-variable"  # the shipped default variable
+    monkeypatch.delenv("MY_EVAL_KEY")
+    assert cli.main([*policy, "--api-key-env", "MY_EVAL_KEY"]) == 2
+    assert "$MY_EVAL_KEY is not set" in capsys.readouterr().err

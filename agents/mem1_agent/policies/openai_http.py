@@ -31,6 +31,7 @@ from mem1_agent.policies.base import (
     SamplingConfig,
     TokenCodec,
 )
+from mem1_agent.keys import OPENAI_KEY_ENV
 from mem1_agent.records import FinishReason
 from mem1_gym import protocol
 from mem1_gym.http import HttpClient, HttpConfig, HttpError
@@ -75,7 +76,7 @@ class OpenAIPolicy(Policy):
         self.config = config
         self.codec = codec
         self.sampling = sampling
-        key = config.api_key or os.environ.get("OPENAI_API_KEY")
+        key = config.api_key or os.environ.get(OPENAI_KEY_ENV)
         self._client = HttpClient(
             HttpConfig(timeout=config.timeout, retries=config.retries),
             headers={"Authorization": f"Bearer {key or 'EMPTY'}"},  # servers without auth accept anything
