@@ -103,6 +103,13 @@ def test_world_size_must_split_the_task_groups(monkeypatch, capsys):
     assert "memory plan" not in capsys.readouterr().out  # refused before planning
 
 
+def test_world_size_must_split_the_mini_batch_into_whole_micro_batches(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert cli.main(["train", "--model", "qwen2.5-0.5b", "--tasks-per-iteration", "8", "--mini-batch-size", "8",
+                     "--micro-batch-size", "4", "--dry-run"]) == 2
+    assert "not a multiple of micro_batch_size 4" in capsys.readouterr().err
+
+
 def test_a_config_that_cannot_fit_fails_before_loading_the_model(tmp_path, capsys, tiny_model_dir):
     out = tmp_path / "never"
     code = cli.main(["train", "--model", str(tiny_model_dir), "--out", str(out), "--gpu-memory-gb", "0.001"])

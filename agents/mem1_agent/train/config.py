@@ -165,10 +165,11 @@ def is_first_rank() -> bool:
 
 
 def check_world_size(config: LearnerConfig, world: int) -> None:
-    """Every rank must get whole task groups (a group baseline compares rollouts of one task)."""
-    from mem1_agent.train.distributed import split_tasks
+    """Every rank must get whole task groups (a group baseline compares rollouts of one task) and whole
+    micro-batches: checked before the model loads."""
+    from mem1_agent.train.distributed import check_shares
 
-    split_tasks(config.tasks_per_iteration, 0, world)
+    check_shares(config.tasks_per_iteration, config.ppo.mini_batch_size, config.ppo.micro_batch_size, world)
 
 
 def memory_plan(command: TrainCommand, world: int) -> MemoryPlan:

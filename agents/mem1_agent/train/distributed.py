@@ -126,6 +126,16 @@ def split_tasks(n_tasks: int, rank: int, world: int) -> range:
     return range(rank * share, (rank + 1) * share)
 
 
+def check_shares(tasks_per_iteration: int, mini_batch_size: int, micro_batch_size: int, world: int) -> None:
+    """Whole task groups and whole micro-batches per rank, checked before any work (CLI) and by the learner."""
+    split_tasks(tasks_per_iteration, 0, world)
+    share = mini_batch_size / world
+    if share % micro_batch_size:
+        raise ValueError(f"{world} ranks split each mini-batch of {mini_batch_size} samples into {share:g} per "
+                         f"rank, not a multiple of micro_batch_size {micro_batch_size}; set --mini-batch-size to a "
+                         f"multiple of {world * micro_batch_size}")
+
+
 def shard(*modules: torch.nn.Module | None) -> None:
     """FSDP2 on each module: a transformers model per decoder layer (its ``_no_split_modules``) then whole,
     anything else (the value head) as one unit. A no-op at world size 1.

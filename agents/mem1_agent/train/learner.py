@@ -468,12 +468,8 @@ def _check_world(config: LearnerConfig, device: torch.device) -> None:
     world = distributed.world_size()
     if world == 1:
         return
-    distributed.split_tasks(config.tasks_per_iteration, distributed.rank(), world)
-    share, micro = config.ppo.mini_batch_size / world, config.ppo.micro_batch_size
-    if share % micro:
-        raise ValueError(f"{world} ranks split each mini-batch of {config.ppo.mini_batch_size} samples into "
-                         f"{share:g} per rank, not a multiple of micro_batch_size {micro}; set --mini-batch-size "
-                         f"to a multiple of {world * micro}")
+    distributed.check_shares(config.tasks_per_iteration, config.ppo.mini_batch_size, config.ppo.micro_batch_size,
+                             world)
     if resolve_rollout_backend(config.rollout_backend, device) == "vllm":
         raise ValueError("the vllm rollout backend runs in one process; with torchrun use --rollout-backend "
                          "transformers (each rank samples with its own whole weights)")
