@@ -8,6 +8,7 @@ row's logits do not depend on its neighbours (checked against a single-row forwa
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,7 +166,13 @@ def cache_argument(model: Any) -> str:
     """The name of the KV cache in ``model.forward`` and in its output: ``cache`` since transformers 5.25
     (``past_key_values`` warns there, once per forward pass, and goes in 5.40), ``past_key_values``
     before (the GPU machines run 5.17)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _cache_argument_of(type(model))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument_of(model_class: type) -> str:
+    # once per class: the layouts ask at every prefix-cache forward pass, the policy at every batch
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def _top_p_filter(probs: Any, top_p: float) -> Any:
