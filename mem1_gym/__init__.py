@@ -37,6 +37,9 @@ _SPECS += [
     (f"MEM1-WebQA-{n}", "mem1_gym.envs.web_qa:WebQAEnv", {"n_questions": n}, False) for n in WEB_QA_HORIZONS
 ]
 
+# --- Remote: any of the above served by `mem1-gym serve-env` (url=..., env_id=... kwargs) ---
+_SPECS += [("MEM1-Remote", "mem1_gym.remote.client:RemoteEnv", {}, False)]
+
 
 def _register_all() -> None:
     for env_id, entry_point, kwargs, nondeterministic, *vector_entry_point in _SPECS:

@@ -14,6 +14,7 @@ from mem1_gym.extras import MissingExtraError, require
 # otherwise surfaces as a bare ModuleNotFoundError after a long index load or inside a server thread.
 COMMAND_EXTRAS = {
     "serve-retriever": ("web", ("fastapi", "uvicorn", "pydantic")),
+    "serve-env": ("web", ("fastapi", "uvicorn", "pydantic")),
     "serve-shop": ("web", ("werkzeug", "flask")),
 }
 
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mem1_gym.webshop.cli import add_commands as add_shop_commands
 
     add_shop_commands(sub)
+    from mem1_gym.remote.cli import add_commands as add_remote_commands
+
+    add_remote_commands(sub)
     return parser
 
 
