@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from mem1_agent.train.device import resolve_device
 from mem1_agent.train.layouts import (
+    PrefixCacheSample,
+    Sample,
     TurnTokens,
     per_turn_samples,
     prefix_cache_sample,
@@ -54,7 +56,7 @@ def trajectory(n_turns: int, vocab: int, generator: torch.Generator) -> list[Tur
     return turns
 
 
-def cell_samples(layout: str, n_turns: int, args: argparse.Namespace) -> tuple[list[dict], int]:
+def cell_samples(layout: str, n_turns: int, args: argparse.Namespace) -> tuple[list[Sample], int]:
     """The samples of ``layout`` for the cell's trajectories, and how many of them one micro-batch holds.
 
     One trajectory per micro-batch in every layout, so that no layout gains from a larger batch.
@@ -67,11 +69,11 @@ def cell_samples(layout: str, n_turns: int, args: argparse.Namespace) -> tuple[l
     return [make(t) for t in trajectories], 1
 
 
-def tokens_processed(sample: dict) -> int:
+def tokens_processed(sample: Sample) -> int:
     """Tokens the model runs on for one sample, padding excluded."""
-    if "rows" in sample:  # prefix cache: the cached prefix once, then every turn row
-        return len(sample["prefix"]) + sum(len(row) for row in sample["rows"])
-    return len(sample["ids"])
+    if isinstance(sample, PrefixCacheSample):  # the cached prefix once, then every turn row
+        return len(sample.prefix) + sum(len(row) for row in sample.rows)
+    return len(sample.ids)
 
 
 def make_model(args: argparse.Namespace, device: torch.device):

@@ -1,6 +1,6 @@
 """MEM1 on a CPU, end to end: tiny Qwen2 + local tokenizer -> clone the oracle (SFT) -> PPO -> evaluate.
 
-    python examples/mem1_tiny_demo.py                 # the full demo (budget: 20 minutes on 2 cores)
+    python examples/mem1_tiny_demo.py                 # the full demo (~30 minutes on 2 idle cores)
     python examples/mem1_tiny_demo.py --quick         # ~1-minute smoke run (used by the tests)
 
 Steps, top to bottom:
@@ -11,7 +11,7 @@ Steps, top to bottom:
    every pretrained LLM has), then 360 steps of next-token pretraining on the env's corpus in 1024-token
    windows that each carry a *needle* (a random block written twice: copying across a whole MEM1 context,
    not just the first 128 tokens that copy windows show); a model from scratch has never read anything,
-   a real run starts from a pretrained LLM;
+   a real run starts from a pretrained LLM (the recipe: ``tiny_pretrain.py``, next to this file);
 2. behaviour cloning on oracle trajectories of ``MEM1-MultiHopQA-2`` (train split, one passage per
    search; only *grounded* ones, where every answer the oracle wrote was in the results it read)
    with the exact prefix-cache layout: 1300 steps of 8 trajectories (3346 grounded ones, ~3.1 epochs);
@@ -23,9 +23,9 @@ Steps, top to bottom:
 4. greedy evaluation on the validation split: untrained vs SFT vs SFT+RL at N = 2, then the final
    model at N = 1, 2, 4, 8, 16 under the ``mem1`` and ``full`` contexts (table, JSON and plot in ``--out``).
 
-Every stage runs a fixed number of steps and all is seeded, so a run that no cap cuts short should give
-run K in docs/experiments.md (the pretraining reproduced to the printed digit in three runs); a minute cap beside
-each step count stops a stage early on a slow or busy machine, and the run says so.
+Every stage runs a fixed number of steps and all is seeded, so a run gives the same numbers on a busy
+machine as on an idle one (docs/experiments.md); ``--max-minutes`` only aborts a run that takes too long,
+with a message, and never shortens a stage.
 
 A 64-wide, 2-layer model is far too small to do multi-hop QA well; what the demo shows is that the
 pipeline learns in CPU minutes (format, queries that copy the question's entities, some exact
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,33 +55,24 @@ PPO_REWARD = {"reward": "f1", "evidence_bonus": 0.5}
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """How much work each stage does: step counts, so that a run gives the same numbers on any machine (all
-    is seeded); minute caps beside them keep the demo inside its time budget on a slow one, and a stage
-    they cut short says so."""
+    """How much work each stage does: step counts only, so that a run gives the same numbers on a busy machine
+    as on an idle one (all is seeded). ``max_minutes`` never shortens a stage: it aborts the run."""
 
     pretrain_passages: int | None
     """Corpus passages to pretrain on (None: all 20k, 2.4M tokens)."""
-    copy_minutes: float
-    """Most time on copy windows alone (the phase stops once their NLL is below 0.3: ~650 steps, ~1.8 minutes
-    on 2 idle cores; the cap is for a loaded machine, where one run made 344 steps in 3 minutes; a warning
-    says so when the cap cuts it short)."""
+    copy_steps: int
+    """Most steps of copy windows alone (the phase stops once their NLL is below 0.3: ~650 steps, ~1.8 minutes
+    on 2 idle cores; a warning says so when this count comes first)."""
     pretrain_steps: int
     """Steps of next-token pretraining on the corpus (1024-token windows with needles)."""
-    pretrain_minutes: float
-    """... unless a slow machine crosses this first (a safety cap: the run then warns that it differs)."""
     sft_episodes: int
     """Oracle trajectories (distinct train tasks) played; the grounded ones are cloned."""
     sft_epochs: int
     """Most passes over them."""
     sft_steps: int
-    """SFT optimizer steps (8 trajectories each)."""
-    sft_minutes: float
-    """... unless a slow machine crosses this first (safety cap), or the time left in ``total_minutes`` after
-    reserving ``ppo_minutes`` and ``eval_minutes`` for the stages after it."""
+    """SFT optimizer steps (8 trajectories each), unless the epochs end first."""
     ppo_iterations: int
     """RL collect/update iterations."""
-    ppo_minutes: float
-    """... unless a slow machine crosses this first (safety cap)."""
     ppo_tasks: int
     """Rollouts per PPO iteration (tasks x group size)."""
     compare_episodes: int
@@ -91,20 +83,17 @@ class DemoBudget:
     """N of the final sweep."""
     max_new_tokens: int
     """Most tokens per turn at N = 2 (the oracle's longest N = 2 turn is ~80 tokens)."""
-    total_minutes: float
-    """The whole run's budget: SFT gets what the stages before it left, less the reserves after it."""
-    eval_minutes: float
-    """Reserved for the evaluations (~2.3 minutes in a run on a busy host)."""
+    max_minutes: float
+    """Abort (with a message, nothing printed as a result) once the run has taken this long: a machine so
+    slow or busy that the run would not end in reasonable time. Never a reason to do less work."""
 
 
-FULL = DemoBudget(pretrain_passages=None, copy_minutes=5.0, pretrain_steps=360, pretrain_minutes=2.0, sft_episodes=5000,
-                  sft_epochs=4, sft_steps=1300, sft_minutes=8.5, ppo_iterations=20, ppo_minutes=3.5, ppo_tasks=32,
-                  compare_episodes=96, sweep_episodes=8, horizons=(1, 2, 4, 8, 16), max_new_tokens=96,
-                  total_minutes=19.0, eval_minutes=3.0)
-QUICK = DemoBudget(pretrain_passages=300, copy_minutes=0.02, pretrain_steps=3, pretrain_minutes=0.05, sft_episodes=8,
-                   sft_epochs=1, sft_steps=1000, sft_minutes=1.0, ppo_iterations=1, ppo_minutes=1.0, ppo_tasks=4,
-                   compare_episodes=2, sweep_episodes=2, horizons=(1, 2), max_new_tokens=12, total_minutes=5.0,
-                   eval_minutes=1.0)
+FULL = DemoBudget(pretrain_passages=None, copy_steps=2000, pretrain_steps=360, sft_episodes=5000, sft_epochs=4,
+                  sft_steps=1300, ppo_iterations=20, ppo_tasks=32, compare_episodes=96, sweep_episodes=8,
+                  horizons=(1, 2, 4, 8, 16), max_new_tokens=96, max_minutes=150.0)
+QUICK = DemoBudget(pretrain_passages=300, copy_steps=3, pretrain_steps=3, sft_episodes=8, sft_epochs=1, sft_steps=1000,
+                   ppo_iterations=1, ppo_tasks=4, compare_episodes=2, sweep_episodes=2, horizons=(1, 2),
+                   max_new_tokens=12, max_minutes=15.0)
 SWEEP_WINDOW = 6144
 """Context window of the final sweep: once a full-history context that loops passes it (8,869 tokens in one
 run at N = 16, where others peaked at ~5,000), the policy generates nothing more, as with a real model's
@@ -141,13 +130,19 @@ def evaluate(model_dir: Path, out: Path, episodes: int, budget: DemoBudget, hori
     return config, policy, cells
 
 
-def cut_short(stage: str, done: int, planned: int, minutes: float, cut: bool | None = None) -> None:
-    """Say so when a stage's minute cap stopped it before its step count (``cut``; by default ``done <
-    planned``): the numbers will then differ from docs/experiments.md's (a slower or busier machine than the 2 cores
-    they were measured on)."""
-    if done < planned if cut is None else cut:
-        print(f"note: {stage} stopped at its {minutes}-minute cap after {done} of {planned} steps (a slow or busy "
-              "machine); the results will differ from docs/experiments.md", flush=True)
+class OutOfTime(Exception):
+    """The run passed ``--max-minutes``."""
+
+
+def abort_after(minutes: float) -> None:
+    """Raise :class:`OutOfTime` in the main thread once ``minutes`` have passed (SIGALRM), wherever the run is."""
+    def expire(signum: int, frame: Any) -> None:
+        raise OutOfTime(f"the demo passed its {minutes:g}-minute cap and stopped: a machine this slow or busy would "
+                        "still give the same numbers (every stage runs a fixed number of steps), only later; rerun "
+                        "with a larger --max-minutes, or on a quieter machine")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(max(1, round(60 * minutes)))
 
 
 def main() -> None:
@@ -157,8 +152,18 @@ def main() -> None:
                         help="rloo (default)/grpo: the clipped PPO objective with group baselines over 4 rollouts "
                              "per task; ppo: value head + GAE (drifts on this sparse reward: see docs/experiments.md)")
     parser.add_argument("--out", type=Path, default=Path("runs/mem1-tiny-demo"))
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="abort the run after M minutes (default: 150, 15 with --quick); never shortens a stage")
     args = parser.parse_args()
     budget = QUICK if args.quick else FULL
+    try:
+        run(args, budget)
+    except OutOfTime as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def run(args: argparse.Namespace, budget: DemoBudget) -> None:
+    abort_after(args.max_minutes or budget.max_minutes)
 
     import torch
     from mem1_agent.policies.base import TokenCodec
@@ -166,11 +171,13 @@ def main() -> None:
     from mem1_agent.tiny import TOKENIZER_SUBDIR, TinyConfig, load_tokenizer, make_tiny
     from mem1_agent.train.learner import LearnerConfig, train
     from mem1_agent.train.ppo import PPOConfig
-    from mem1_agent.train.pretrain import NEEDLE_SEQ_LEN, copy_then_read, corpus_texts, pack, recent_mean
+    from mem1_agent.train.logger import log_to_console
     from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
+    from tiny_pretrain import NEEDLE_SEQ_LEN, copy_then_read, corpus_texts, pack, recent_mean  # next to this file
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(2)
+    log_to_console()  # the learner's line per iteration
     started = time.perf_counter()
     stamp = lambda: f"[{time.perf_counter() - started:6.0f}s]"
 
@@ -190,25 +197,19 @@ def main() -> None:
     # Then reading, in windows as long as a MEM1 context, each with a needle: copy windows start every
     # block at position 0 and repeat it within 128 tokens, and the model copied at no other range.
     stream = pack(corpus_texts(budget.pretrain_passages), codec.tokenizer)
-    copying, reading = copy_then_read(model, stream, budget.copy_minutes, budget.pretrain_minutes, device="cpu",
-                                      needles=True, read_steps=budget.pretrain_steps)
-    cut_short("pretraining", len(reading), budget.pretrain_steps, budget.pretrain_minutes)
+    copying, reading = copy_then_read(model, stream, budget.copy_steps, budget.pretrain_steps, device="cpu",
+                                      needles=True)
     print(f"{stamp()} copy windows, {len(copying)} steps: NLL/repeated token {copying[0]:.3f} -> "
           f"{recent_mean(copying):.3f}")
     print(f"{stamp()} pretraining on the corpus ({len(stream) / 1e6:.1f}M tokens), {NEEDLE_SEQ_LEN}-token windows with "
           f"needles, {len(reading)} steps: NLL/text token + NLL/copied token {reading[0]:.3f} -> {recent_mean(reading):.3f}")
 
-    # 2. behaviour cloning on the grounded oracle trajectories (train split) within the time cap
+    # 2. behaviour cloning on the grounded oracle trajectories (train split)
     played = oracle_trajectories(ENV, str(base), budget.sft_episodes, split="train", env_kwargs=ENV_KWARGS)
     demos = [trajectory for trajectory in played if grounded(trajectory)]
-    left = budget.total_minutes - (time.perf_counter() - started) / 60 - budget.ppo_minutes - budget.eval_minutes
-    sft_minutes = round(max(1.0, min(budget.sft_minutes, left)), 2)
     config = SFTConfig(epochs=budget.sft_epochs, lr=3e-3, warmup_steps=10, micro_batch_size=4, mini_batch_size=8,
-                       device="cpu", max_steps=budget.sft_steps, max_minutes=sft_minutes)
-    sft_started = time.perf_counter()
+                       device="cpu", max_steps=budget.sft_steps)
     losses = sft(model, demos, config, codec.pad_id)
-    # the epochs may end before the step count (--quick); only the time says whether the cap stopped it
-    cut_short("SFT", len(losses), budget.sft_steps, sft_minutes, cut=time.perf_counter() - sft_started > 60 * sft_minutes)
     sft_dir = args.out / "sft"
     model.save_pretrained(sft_dir)
     codec.tokenizer.save_pretrained(str(sft_dir / TOKENIZER_SUBDIR))
@@ -221,13 +222,12 @@ def main() -> None:
     group = 1 if args.algo == "ppo" else 4
     ppo = PPOConfig(algo=args.algo, lr=3e-4, warmup_steps=2, ent_coef=0.0, kl_coef=0.01, epochs=2,
                     micro_batch_size=4, mini_batch_size=16)
-    learner = LearnerConfig(env_id=ENV, iterations=budget.ppo_iterations, max_minutes=budget.ppo_minutes,
+    learner = LearnerConfig(env_id=ENV, iterations=budget.ppo_iterations,
                             tasks_per_iteration=budget.ppo_tasks // group, group_size=group, concurrency=8,
                             max_new_tokens=budget.max_new_tokens, device="cpu", out=args.out / "ppo",
                             env_kwargs={**ENV_KWARGS, **PPO_REWARD}, ppo=ppo, tensorboard=False)
     iteration = len(train(model, codec, learner, resume=False))
     print(f"{stamp()} {args.algo.upper()}: {iteration} iterations")
-    cut_short(args.algo.upper(), iteration, budget.ppo_iterations, budget.ppo_minutes)
 
     # 4. evaluation: untrained vs SFT vs SFT+PPO at N=2, then the sweep of the final model
     rows = []

@@ -105,22 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--max-minutes", type=float, default=None, help="stop SFT after the step that crosses M minutes")
     bc.add_argument("--max-steps", type=int, default=None,
                     help="stop SFT after N optimizer steps (reproducible on any machine; --max-minutes still caps it)")
-    bc.add_argument("--pretrain-minutes", type=float, default=0.0,
-                    help="first, M minutes of next-token training on the synthetic world's corpus (a model built "
-                         "from scratch; a pretrained checkpoint does not need it), a quarter of the windows "
-                         "copy windows when --copy-minutes is set")
-    bc.add_argument("--pretrain-steps", type=int, default=None,
-                    help="stop that pretraining after N steps when they come before --pretrain-minutes")
-    bc.add_argument("--copy-minutes", type=float, default=0.0,
-                    help="before that, at most M minutes on copy windows (a random block of ids repeated), stopping "
-                         "once their NLL is below 0.3: teaches a model from scratch to copy names from its context")
-    bc.add_argument("--needles", action="store_true",
-                    help="read the corpus in 1024-token windows that each carry a random block written twice "
-                         "(loss on the text and on the second copy) instead of 256-token windows and copy windows: "
-                         "copying across a whole MEM1 context")
-    bc.add_argument("--copy-windows", type=int, default=0,
-                    help="copy windows (512 tokens each) added to each SFT step, to keep the copying circuit "
-                         "of a model from scratch (default 0)")
     _add_env_kwargs(bc)
 
     # `train`'s flags are generated from its config dataclasses (mem1_agent.train.config); `main` hands
@@ -150,22 +134,12 @@ def _load_model(path: Path, device: str):
 
 def cmd_sft(args: argparse.Namespace) -> int:
     from mem1_agent.tiny import TOKENIZER_SUBDIR
-    from mem1_agent.train.pretrain import copy_then_read, corpus_texts, pack
     from mem1_agent.train.sft import SFTConfig, grounded, oracle_trajectories, sft
 
     config = SFTConfig(epochs=args.epochs, lr=args.lr, layout=args.layout, micro_batch_size=args.micro_batch_size,
                        mini_batch_size=args.mini_batch_size, device=args.device, seed=args.seed,
-                       max_minutes=args.max_minutes, max_steps=args.max_steps, copy_windows=args.copy_windows)
+                       max_minutes=args.max_minutes, max_steps=args.max_steps)
     model, codec = _load_model(args.model, args.device)
-    pretraining = args.pretrain_minutes > 0 or args.copy_minutes > 0
-    stream = pack(corpus_texts(), codec.tokenizer) if pretraining or config.copy_windows else None  # and copy ids
-    if pretraining:
-        copying, reading = copy_then_read(model, stream, args.copy_minutes, args.pretrain_minutes, args.device,
-                                           needles=args.needles, read_steps=args.pretrain_steps)
-        reading_name = "pretraining on the corpus" + (" (1024-token windows with needles)" if args.needles else "")
-        for name, nll in (("copy windows", copying), (reading_name, reading)):
-            if nll:
-                print(f"{name}: {len(nll)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}", flush=True)
     trajectories = oracle_trajectories(args.env, str(args.model), args.episodes, seed=args.seed,
                                        env_kwargs=dict(args.env_kwarg))
     if args.grounded:
@@ -175,10 +149,9 @@ def cmd_sft(args: argparse.Namespace) -> int:
             raise SystemExit("no grounded oracle trajectory to clone; raise --episodes or drop --grounded")
 
     def progress(s: dict) -> None:
-        copying = f" copy_nll={s['copy_nll']:.4f}" if "copy_nll" in s else ""
-        print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}{copying}", flush=True)
+        print(f"sft step {s['step']:4d} epoch {s['epoch']} nll={s['nll']:.4f}", flush=True)
 
-    losses = sft(model, trajectories, config, codec.pad_id, progress, None if stream is None else stream.unique())
+    losses = sft(model, trajectories, config, codec.pad_id, progress)
     model.save_pretrained(args.out)
     codec.tokenizer.save_pretrained(str(Path(args.out) / TOKENIZER_SUBDIR))
     print(f"nll {losses[0]:.3f} -> {losses[-1]:.3f}; model written to {args.out}")
@@ -197,6 +170,7 @@ def cmd_train(argv: list[str]) -> int:
         world_size,
     )
     from mem1_agent.train.learner import train
+    from mem1_agent.train.logger import log_to_console
 
     command = parse_train_args(argv)
     config, world = command.learner, world_size()
@@ -210,10 +184,10 @@ def cmd_train(argv: list[str]) -> int:
             raise ValueError(plan.verdict())
     if command.dry_run:
         return 0
-    config.require_implemented()
     require_tokenizer(command.model)
     _require_drivable(config.env_id, config.env_kwargs)
     model, codec = _load_model(Path(command.model), config.device)
+    log_to_console()  # the learner's per-iteration lines go through logging
     train(model, codec, config)
     if config.out is not None:
         print(f"checkpoint: {config.out} (evaluate with `mem1-agent eval --policy hf:{config.out}`)")

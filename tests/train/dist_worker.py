@@ -25,8 +25,9 @@ from word_toys import WordBandit, make_word_codec, make_word_model  # noqa: E402
 from mem1_agent.train import checkpoint, distributed, learner  # noqa: E402
 from mem1_agent.train.layouts import TurnTokens, prefix_cache_sample  # noqa: E402
 from mem1_agent.train.learner import LearnerConfig, make_state, train, update  # noqa: E402
+from mem1_agent.train.logger import log_to_console  # noqa: E402
 from mem1_agent.train.ppo import PPOConfig, forward  # noqa: E402
-from mem1_agent.train.samples import Samples, gather_from_batch  # noqa: E402
+from mem1_agent.train.samples import Prepared, Samples, gather_from_batch  # noqa: E402
 
 # Four trajectories of 3, 1, 1 and 2 turns. Rank 0 gets the first three (3 micro-batches; pass 2 needed by
 # the first only), rank 1 the last (1 micro-batch): ranks differ in micro-batches and in the passes their
@@ -45,11 +46,10 @@ def step_config() -> LearnerConfig:
     return LearnerConfig(env_id="word-bandit", tasks_per_iteration=2, concurrency=2, device="cpu", ppo=ppo)
 
 
-def fixed_batch(model: torch.nn.Module, pad_id: int) -> tuple[Samples, dict]:
+def fixed_batch(model: torch.nn.Module, pad_id: int) -> tuple[Samples, Prepared]:
     """The fixed batch: prefix-cache samples, old log-probs of ``model`` (ratio 1), seeded advantages and returns."""
     samples = [prefix_cache_sample([TurnTokens(c, g) for c, g in turns]) for turns in TRAJECTORIES]
-    owners = [[(i, k) for k in range(len(s["targets"]))] for i, s in enumerate(samples)]
-    data = Samples(samples, owners, [len(s["targets"]) for s in samples])
+    data = Samples(samples, list(range(len(samples))), [0] * len(samples), [s.n_sampled for s in samples])
     from mem1_agent.train.layouts import collate
 
     with torch.no_grad():
@@ -58,18 +58,15 @@ def fixed_batch(model: torch.nn.Module, pad_id: int) -> tuple[Samples, dict]:
     generator = torch.Generator().manual_seed(0)
     advantages = [torch.randn(len(lp), generator=generator) for lp in old]
     returns = [torch.rand(len(lp), generator=generator) for lp in old]
-    prepared = {"old_logprobs": old, "old_values": [torch.zeros(len(lp)) for lp in old], "ref_logprobs": [],
-                "advantages": advantages, "returns": returns}
-    return data, prepared
+    return data, Prepared(old, advantages, returns, old_values=[torch.zeros(len(lp)) for lp in old])
 
 
 SHARES = (slice(0, 3), slice(3, 4))  # the trajectories of rank 0 and of rank 1
 
 
-def share(data: Samples, prepared: dict, rank: int) -> tuple[Samples, dict]:
+def share(data: Samples, prepared: Prepared, rank: int) -> tuple[Samples, Prepared]:
     part = SHARES[rank]
-    return (Samples(data.samples[part], data.owners[part], data.lengths[part]),
-            {key: value[part] for key, value in prepared.items()})
+    return Samples(data.samples[part], data.trajectory[part], data.offset[part], data.lengths), prepared.select(part)
 
 
 def sharded_now(model: torch.nn.Module) -> bool:
@@ -111,7 +108,7 @@ def one_step(out: Path) -> None:
     weights = get_model_state_dict(state.model, options=whole)
     head = get_model_state_dict(state.value_head, options=whole)
     if distributed.is_main():
-        torch.save({"loss": stats["loss"], "grad_norm": stats["grad_norm"], "weights": weights, "value_head": head,
+        torch.save({"loss": stats["train/loss"], "grad_norm": stats["train/grad_norm"], "weights": weights, "value_head": head,
                     "sharded": sharded}, out)
 
 
@@ -122,6 +119,7 @@ def run_training(out: Path, iterations: int, fault: dict | None) -> None:
     if fault and fault["rank"] == int(os.environ["RANK"]):
         _inject(fault)
     codec = make_word_codec()
+    log_to_console()  # rank 0's iteration and resume lines on stdout, as `mem1-agent train` prints them
     train(make_word_model(codec), codec, config, make_env=WordBandit)
 
 

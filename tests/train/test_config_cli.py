@@ -128,11 +128,8 @@ def test_a_model_folder_without_a_tokenizer_is_named_with_the_fix(tmp_path, caps
     assert code == 2 and f"no tokenizer in {folder}" in err and "save_pretrained" in err
 
 
-def test_planned_only_options_refuse_to_train_but_dry_run_plans_them(tmp_path, capsys, tiny_model_dir):
+def test_dry_run_plans_the_memory_options(tmp_path, capsys, tiny_model_dir):
     argv = ["train", "--model", str(tiny_model_dir), "--out", str(tmp_path / "never"), "--device", "cpu",
             "--lora-rank", "8", "--reference", "lora-base", "--ppo.kl-coef", "0.01"]
     assert cli.main([*argv, "--dry-run"]) == 0
-    assert "base with adapters disabled" in capsys.readouterr().out
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert "lora_rank=8" in err and "issue 19" in err and not (tmp_path / "never").exists()
+    assert "base with adapters disabled" in capsys.readouterr().out and not (tmp_path / "never").exists()

@@ -20,13 +20,13 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 LAUNCH_TIMEOUT_S = 150  # a loaded 2-core machine starts two torch processes in ~15-35 s
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
+def torchrun(*args: str, worker: Path = WORKER) -> subprocess.CompletedProcess:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), str(WORKER), *args]
+               "--master_port", str(port), str(worker), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, env=env)
 
 
@@ -61,9 +61,9 @@ def test_two_ranks_take_the_one_process_step(tmp_path, word_codec, word_model):
     state = make_state(model, config, torch.device("cpu"))
     stats = update(state, data, prepared, word_codec.pad_id, config, torch.device("cpu"))
 
-    assert abs(sharded["loss"] - stats["loss"]) <= 1e-5, (sharded["loss"], stats["loss"])
+    assert abs(sharded["loss"] - stats["train/loss"]) <= 1e-5, (sharded["loss"], stats["train/loss"])
     # AdamW's first step hardly depends on the gradient's scale: the norm checks the ranks' loss scaling
-    assert abs(sharded["grad_norm"] - stats["grad_norm"]) <= 1e-5 * stats["grad_norm"], (sharded, stats)
+    assert abs(sharded["grad_norm"] - stats["train/grad_norm"]) <= 1e-5 * stats["train/grad_norm"], (sharded, stats)
     for name, param in model.state_dict().items():
         torch.testing.assert_close(sharded["weights"][name], param, rtol=0, atol=1e-5, msg=name)
     for name, param in state.value_head.state_dict().items():

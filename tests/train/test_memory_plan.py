@@ -58,6 +58,13 @@ def test_fsdp_mixed_precision_checkpointing_and_reference_by_hand():
     assert plan.bytes_of("rollout") == 0.3 * 10 * GB and plan.bytes_of("overhead") == 1 * GB
 
 
+def test_bf16_mixed_on_one_gpu_is_planned_as_fsdp2():
+    # bf16-mixed runs through FSDP2's MixedPrecisionPolicy at one rank too: its bf16 gathered units and whole grads
+    plan = plan_memory(TOY, toy_config(precision="bf16-mixed"), Workload(sample_tokens=10, sampled_tokens=4))
+    assert plan.bytes_of("compute copy") == 2 * (2 * 608 + 264)
+    assert plan.bytes_of("gradients") == 1480 * 4 + 4 * (2 * 608 + 264)
+
+
 def test_lora_trains_only_the_adapters_and_its_reference_is_free():
     config = toy_config(precision="bf16", lora_rank=2, lora_targets=("q_proj", "v_proj"), reference="lora-base",
                         kl_coef=0.1)

@@ -19,7 +19,7 @@ from mem1_agent.train.layouts import (
 )
 from mem1_agent.train.learner import LearnerConfig
 from mem1_agent.train.ppo import ValueHead, forward, masked_mean
-from mem1_agent.train.samples import build_samples
+from mem1_agent.train.samples import build_samples, token_index
 from mem1_agent.train.sft import SFTConfig, sft
 from mem1_agent.train.sft import oracle_trajectories as play_oracle
 from test_train_layouts import VOCAB, mem1_trajectory, per_token, tiny_model
@@ -140,8 +140,8 @@ def test_sample_and_batch_by_hand():
     sample = prefix_cache_sample(turns)
     # shared prefix [1 2 3]; cached [1 2]; every row restarts at 3, the token that predicts turn 0's first;
     # the shortest row (turn 0) is the lead, run in pass 1 after the prefix
-    assert sample == {"prefix": [1, 2], "rows": [[3, 4, 5], [3, 4, 5, 9, 6]], "lead": 0,
-                      "targets": [(0, 1), (0, 2), (1, 4)]}
+    assert sample.prefix.tolist() == [1, 2] and [row.tolist() for row in sample.rows] == [[3, 4, 5], [3, 4, 5, 9, 6]]
+    assert sample.lead == 0 and sample.turns.tolist() == [0, 0, 1] and sample.cols.tolist() == [1, 2, 4]
     batch = collate([sample], pad_id=0)
     assert batch.lead_ids.tolist() == [[1, 2, 3, 4, 5]]  # pass 1: turn 0's own sample
     assert batch.row_ids.tolist() == [[3, 4, 5, 9, 6]] and batch.row_owner.tolist() == [0]
@@ -218,8 +218,8 @@ def test_sft_on_oracle_records_matches_per_turn(tiny_model_dir, oracle_trajector
     per_turn, cached = (build_samples(oracle_trajectories, layout) for layout in ("per-turn", "prefix-cache"))
     assert min(len(t.turns) for t in oracle_trajectories) >= 3  # multi-turn: the prefix is shared
     assert len(cached.samples) == len(oracle_trajectories) < len(per_turn.samples)
-    assert cached.owners == [[a for owners in per_turn.owners for a in owners if a[0] == i]
-                             for i in range(len(oracle_trajectories))]
+    # the same (trajectory, token) address for every sampled token, in the same order
+    assert cached.lengths == per_turn.lengths and torch.equal(token_index(cached), token_index(per_turn))
     losses = {}
     for layout in ("per-turn", "prefix-cache"):
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -1,9 +1,10 @@
 """The learner's rollout backend: config checks, the "auto" choice, and the vLLM weight-sync wiring.
 
 vLLM cannot be installed on the development machines (CPU only), so the wiring is tested against
-:class:`StandInLLM`, a stand-in for ``vllm.LLM`` with exactly the attribute path and methods
-:class:`VLLMRolloutEngine` uses. The real engine is exercised only by the ``gpu`` test at the end,
-which runs where CUDA and vllm exist (it was never run: no such machine was available).
+:class:`~vllm_worker.StandInLLM`, a stand-in for ``vllm.LLM`` with exactly the attribute path and
+methods :class:`VLLMRolloutEngine` uses, in one process and in a 2-rank FSDP2 job (vllm_worker.py).
+The real engine is exercised only by the ``gpu`` test at the end, which runs where CUDA and vllm
+exist (it was never run: no such machine was available).
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import importlib.util
 import math
 import sys
 import types
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from mem1_agent import cli
 from mem1_agent.policies.base import TokenCodec
-from mem1_agent.policies.hf import TransformersPolicy
+from mem1_agent.policies.hf import cache_argument
 from mem1_agent.policies.vllm_backend import (
     MODEL_PATHS,
     VLLMRolloutEngine,
     _to_generation,
+    streamed_weights,
 )
 from mem1_agent.records import FinishReason
 from mem1_agent.train import learner
@@ -32,7 +35,9 @@ from mem1_agent.train.learner import (
     resolve_rollout_backend,
 )
 from mem1_agent.train.ppo import PPOConfig
-from word_toys import WordBandit, make_word_model
+from test_distributed import errors, torchrun
+from vllm_worker import StandInEngine, StandInLLM, StandInModel
+from word_toys import WordBandit, make_word_codec, make_word_model
 
 
 @pytest.fixture
@@ -99,37 +104,6 @@ def test_auto_on_cpu_builds_no_engine(word_codec):
 # --- (c) weight sync against a stand-in engine ------------------------------------------------------
 
 
-class StandInModel:
-    """Stand-in for the engine's ``nn.Module``: ``load_weights(weights=iterable of (name, tensor))`` copies
-    each tensor into a module of its own (vLLM copies into its fused parameters)."""
-
-    def __init__(self, module: torch.nn.Module, events: list[str]) -> None:
-        self.module, self.events, self.received = module, events, {}
-
-    def load_weights(self, weights):
-        for name, tensor in weights:
-            self.received[name] = tensor.detach().clone()
-        self.module.load_state_dict(self.received, strict=True)
-        self.events.append("load")
-        return set(self.received)
-
-
-class StandInLLM:
-    """Stand-in for an in-process ``vllm.LLM`` (V1 engine, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``): the model
-    at ``llm_engine.model_executor.driver_worker.worker.model_runner.model`` and ``reset_prefix_cache()``."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.events: list[str] = []
-        self.model = StandInModel(module, self.events)
-        worker = SimpleNamespace(model_runner=SimpleNamespace(model=self.model))
-        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(worker=worker)),
-                                          model_config=SimpleNamespace(max_model_len=64))
-
-    def reset_prefix_cache(self) -> bool:
-        self.events.append("reset")
-        return True
-
-
 def one_step(model: torch.nn.Module) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
@@ -139,33 +113,36 @@ def one_step(model: torch.nn.Module) -> None:
     model.eval()
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 def test_stand_in_matches_the_path_the_engine_looks_up():
     assert MODEL_PATHS[0] == "llm_engine.model_executor.driver_worker.worker.model_runner.model"
 
 
-def test_sync_weights_sends_every_tensor_then_resets_the_prefix_cache(word_codec):
+def test_sync_streams_every_parameter_once_one_tensor_at_a_time_then_resets_the_prefix_cache(word_codec):
     learner_model, engine_copy = make_word_model(word_codec, seed=0), make_word_model(word_codec, seed=1)
-    llm = StandInLLM(engine_copy)
+    llm = StandInLLM(engine_copy)  # fails a call while a tensor of an earlier call is still alive
     engine = VLLMRolloutEngine.attach(llm, word_codec, version="stand-in")
+    names = [name for name, _ in learner_model.named_parameters()]  # the tied lm_head once, as vLLM wants
 
-    assert engine.sync_weights(learner_model) == len(learner_model.state_dict())
+    assert engine.sync_weights(learner_model) == len(names)
+    assert [[name for name, _, _ in call] for call in llm.model.calls] == [[name] for name in names]
+    assert llm.events == ["load"] * len(names) + ["reset"]
+    assert same_weights(engine_copy, learner_model)
+
     before = {name: tensor.clone() for name, tensor in learner_model.state_dict().items()}
-    assert llm.model.received.keys() == before.keys()
-    assert all(torch.equal(llm.model.received[name], before[name]) for name in before)
-    assert llm.events == ["load", "reset"]
-
     one_step(learner_model)
     engine.sync_weights(learner_model)
-    after = learner_model.state_dict()
-    assert all(torch.equal(llm.model.received[name], after[name]) for name in after)
-    changed = [name for name in after if not torch.equal(after[name], before[name])]
-    assert "model.layers.0.self_attn.q_proj.weight" in changed and len(changed) >= len(after) // 2
-    assert all(torch.equal(a, b) for a, b in zip(engine_copy.state_dict().values(), after.values()))
-    assert llm.events == ["load", "reset", "load", "reset"]
+    assert same_weights(engine_copy, learner_model)
+    changed = [name for name, tensor in learner_model.state_dict().items() if not torch.equal(tensor, before[name])]
+    assert "model.layers.0.self_attn.q_proj.weight" in changed and len(changed) >= len(before) // 2
+    assert llm.events[-1] == "reset" and llm.events.count("reset") == 2
 
 
 def test_sync_through_collective_rpc_when_the_engine_runs_in_another_process(word_codec):
-    """A multi-process V1 engine has no ``llm_engine.model_executor``: the load runs in the worker."""
+    """A multi-process V1 engine has no ``llm_engine.model_executor``: each tensor is loaded in the worker."""
     module = make_word_model(word_codec, seed=1)
     events: list[str] = []
     worker = SimpleNamespace(model_runner=SimpleNamespace(model=StandInModel(module, events)))
@@ -181,10 +158,36 @@ def test_sync_through_collective_rpc_when_the_engine_runs_in_another_process(wor
             return True
 
     learner_model = make_word_model(word_codec, seed=0)
-    VLLMRolloutEngine.attach(MultiProcessLLM(), word_codec).sync_weights(learner_model)
-    assert events == ["load", "reset"]
-    assert all(t.device.type == "cpu" for t in worker.model_runner.model.received.values())
-    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), learner_model.state_dict().values()))
+    count = VLLMRolloutEngine.attach(MultiProcessLLM(), word_codec).sync_weights(learner_model)
+    assert events == ["load"] * count + ["reset"]
+    assert all(len(call) == 1 and call[0][2] == "cpu" for call in worker.model_runner.model.calls)
+    assert same_weights(module, learner_model)
+
+
+def test_streamed_names_drop_wrapper_prefixes_and_lora_is_merged(word_codec):
+    """``torch.compile``'s ``_orig_mod.`` goes; a peft LoRA model streams its merged weights under the base names,
+    equal to peft's own ``merge_and_unload`` (the adapters themselves are never sent)."""
+    from peft import LoraConfig, get_peft_model
+
+    plain = make_word_model(word_codec, seed=0)
+    names = [name for name, _ in plain.named_parameters()]
+    assert [name for name, _ in streamed_weights(torch.compile(plain))] == names
+
+    lora = get_peft_model(make_word_model(word_codec, seed=0), LoraConfig(r=2, lora_alpha=4, target_modules=[
+        "q_proj", "v_proj", "down_proj"], lora_dropout=0.0))
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.normal_()  # peft starts B at 0: a merge would change nothing
+    engine_copy = make_word_model(word_codec, seed=1)
+    llm = StandInLLM(engine_copy)
+    assert VLLMRolloutEngine.attach(llm, word_codec).sync_weights(lora) == len(names)
+    assert [call[0][0] for call in llm.model.calls] == names
+    merged = lora.merge_and_unload()
+    for (name, got), want in zip(engine_copy.named_parameters(), merged.parameters()):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6, msg=name)
+    assert not torch.equal(engine_copy.model.layers[0].self_attn.q_proj.weight,
+                           plain.model.layers[0].self_attn.q_proj.weight)  # the adapters reached the engine
 
 
 def test_unknown_engine_shape_names_the_vllm_version(word_codec):
@@ -217,28 +220,50 @@ def test_vllm_outputs_become_the_same_generation_records(word_codec):
     assert _to_generation(completion([2, 3], "stop"), word_codec).text == "say yes"
 
 
-class StandInEngine(VLLMRolloutEngine):
-    """The real sync path into a stand-in engine whose copy of the model samples with the transformers
-    policy (vLLM's sampler cannot run here). Records, at every sync, whether the copy equals the learner."""
+@pytest.fixture
+def recording_vllm(monkeypatch):
+    """``import vllm`` gives a module whose ``LLM`` is a :class:`StandInLLM` recording how it was built."""
+    built: list[dict] = []
 
-    def __init__(self, learner_model: torch.nn.Module, codec: TokenCodec) -> None:
-        self.copy = make_word_model(codec, seed=1)
-        self._tmp = None
-        self._attach(StandInLLM(self.copy), codec, "stand-in")
-        self.synced: list[dict[str, torch.Tensor]] = []
-        self.closed = False
+    class RecordingLLM(StandInLLM):
+        def __init__(self, model, **kwargs):
+            built.append({"model": model, "files": sorted(p.name for p in Path(model).iterdir()), **kwargs})
+            super().__init__(make_word_model(make_word_codec(), seed=1))
 
-    def sync_weights(self, model):
-        count = super().sync_weights(model)
-        assert all(torch.equal(a, b) for a, b in zip(self.copy.state_dict().values(), model.state_dict().values()))
-        self.synced.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
-        return count
+    module = types.ModuleType("vllm")
+    module.LLM, module.__version__ = RecordingLLM, "stand-in"
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # restored after the test (the engine sets it)
+    return built
 
-    def policy(self, sampling):
-        return TransformersPolicy.from_model(self.copy, self.codec, sampling, name="vllm:live")
 
-    def close(self):
-        self.closed = True
+def test_each_rank_starts_its_own_engine_without_weights(word_codec, recording_vllm, monkeypatch):
+    """Rank 1 of 2: tensor_parallel_size 1 on vLLM's external launcher (the rank's GPU: LOCAL_RANK), its own seed,
+    config and tokenizer only on disk (weights come with the first sync); sleep mode frees the GPU between
+    collections and wakes the engine for the sync."""
+    monkeypatch.setattr(learner.distributed, "rank", lambda: 1)
+    monkeypatch.setattr(learner.distributed, "world_size", lambda: 2)
+    config = LearnerConfig(rollout_backend="vllm", device="cuda", seed=5,
+                           vllm_engine_kwargs={"enable_sleep_mode": True})
+    model = make_word_model(word_codec)
+    engine = make_rollout_engine(model, word_codec, config, torch.device("cuda"))
+
+    [kwargs] = recording_vllm
+    assert kwargs["tensor_parallel_size"] == 1 and kwargs["distributed_executor_backend"] == "external_launcher"
+    assert kwargs["load_format"] == "dummy" and kwargs["dtype"] == "bfloat16" and kwargs["enable_prefix_caching"]
+    assert kwargs["seed"] == 5 + 1_000_003 and kwargs["gpu_memory_utilization"] == config.vllm_gpu_memory_utilization
+    assert "config.json" in kwargs["files"] and not [f for f in kwargs["files"] if f.endswith((".safetensors", ".bin"))]
+    assert engine.llm.events == ["sleep2"]
+    count = engine.sync_weights(model)
+    engine.sleep()
+    assert engine.llm.events == ["sleep2", "wake:weights"] + ["load"] * count + ["wake:kv_cache", "reset", "sleep2"]
+    engine.close()
+    assert not Path(kwargs["model"]).exists()
+
+    with pytest.raises(ValueError, match="tensor_parallel_size must be 1"):
+        VLLMRolloutEngine(model, word_codec, tensor_parallel_size=2)
+    VLLMRolloutEngine(model, word_codec).close()  # one process: vLLM's own executor
+    assert "distributed_executor_backend" not in recording_vllm[-1]
 
 
 def test_train_syncs_the_engine_before_every_collection(word_codec, monkeypatch):
@@ -256,9 +281,51 @@ def test_train_syncs_the_engine_before_every_collection(word_codec, monkeypatch)
     history = learner.train(model, word_codec, config, make_env=WordBandit)
 
     [engine] = engines
-    assert len(history) == 2 and len(engine.synced) == 2 and engine.closed
+    assert len(history) == 2 and len(engine.synced) == 2 and engine.closed and all(engine.matched)
     first, second = engine.synced
     assert any(not torch.equal(first[name], second[name]) for name in first)  # the update reached the engine
+
+
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_two_ranks_stream_weights_into_their_own_engines(tmp_path, word_codec, lora_rank):
+    """2 gloo ranks, FSDP2: each rank's engine gets every parameter once, whole (unsharded shape), one tensor per
+    call with no earlier one alive, equal to the single-process model before the first update and to the
+    learner's whole weights at every sync (with LoRA: merged, as the checkpoint merges them); the learner stays
+    sharded while it syncs and samples (nothing gathers the whole model for vLLM rollouts); each rank builds
+    envs for its own episodes only."""
+    done = torchrun(str(tmp_path), str(lora_rank), worker=Path(__file__).with_name("vllm_worker.py"))
+    assert done.returncode == 0, errors(done)[-6000:]
+    single = make_word_model(word_codec)
+    shapes = [(name, tuple(p.shape)) for name, p in single.named_parameters()]
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert [[(name, shape) for name, shape, _ in call] for call in got["calls"]] == [[s] for s in shapes] * 2
+        assert got["events"] == (["load"] * len(shapes) + ["reset"]) * 2 and got["closed"]
+        assert all(got["sharded"]) and len(got["sharded"]) >= 4, got["sharded"]  # 2 syncs + >= 1 sampling call each
+        assert all(got["matched"]) and len(got["matched"]) == 2
+        for name, param in single.named_parameters():
+            assert torch.equal(got["first_sync"][name], param.detach()), name
+        assert any(not torch.equal(got["first_sync"][n], got["last_sync"][n]) for n in got["first_sync"])
+        assert got["envs"] == 2  # 4 tasks per iteration over 2 ranks, groups of 1 (concurrency 8)
+
+
+def test_transformers_rollouts_batch_all_episodes_with_the_kv_cache(word_codec):
+    """One prefill of all 6 episodes (one row each), then one-token steps that pass the KV cache back in."""
+    config = LearnerConfig(env_id="word-bandit", tasks_per_iteration=6, concurrency=8, max_new_tokens=4,
+                           device="cpu", rollout_backend="transformers")
+    model = make_word_model(word_codec)
+    state = learner.make_state(model, config, torch.device("cpu"))
+    cache = cache_argument(model)
+    calls = []
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((tuple(kwargs["input_ids"].shape), kwargs.get(cache) is not None)),
+        with_kwargs=True)
+    trajectories = learner.collect(state, word_codec, [WordBandit() for _ in range(6)], config, torch.device("cpu"))
+
+    assert len(trajectories) == 6 and 1 <= len(calls) <= config.max_new_tokens
+    (rows, width), had_cache = calls[0]
+    assert rows == 6 and width == len(word_codec.encode("say yes")) and not had_cache
+    assert all(call == ((6, 1), True) for call in calls[1:])
 
 
 # --- (d) the real engine (GPU + vllm only) ----------------------------------------------------------
@@ -306,7 +373,7 @@ def test_one_iteration_with_vllm_rollouts_on_gpu(tmp_path, monkeypatch):
                            ppo=ppo, env_kwargs={"max_turns": 2})
     history = learner.train(model, codec, config)
 
-    assert math.isfinite(history[0]["policy_loss"]) and (tmp_path / "run" / "trainer_state.json").is_file()
+    assert math.isfinite(history[0]["train/policy_loss"]) and (tmp_path / "run" / "trainer_state.json").is_file()
     [(trajectories, recomputed)] = seen
     diffs = []
     for trajectory, per_turn in zip(trajectories, recomputed):

@@ -6,8 +6,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from mem1_agent.train.layouts import (
     TurnTokens, collate, per_turn_samples, shared_prefix_length, stitched_attention_mask, stitched_sample,
-    token_logprobs,
 )
+from mem1_agent.train.ppo import token_logprobs
 
 VOCAB = 97
 
@@ -84,7 +84,7 @@ def test_a_masked_token_changes_nothing_it_must_not_see(attn):
     batch = collate([sample_b])
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    position_ids=batch.position_ids).logits[0]  # (S, V)
-    p, segs = sample_b["prefix_len"], sample_b["segments"]
+    p, segs = sample_b.prefix_len, sample_b.segments
     start_2 = p + segs[0]
     changed = batch.input_ids.clone()
     changed[0, p] = (changed[0, p] + 1) % VOCAB  # first token of turn 1's segment
@@ -129,7 +129,8 @@ def test_no_shared_prefix_is_refused():
 
 @pytest.mark.parametrize("implementation", ["flash_attention_2", "flash_attention_3", "flex_attention"])
 def test_layouts_refuse_attention_that_cannot_take_an_additive_4d_mask(implementation):
-    from mem1_agent.train.layouts import TurnTokens, collate, per_turn_samples, token_logprobs
+    from mem1_agent.train.layouts import TurnTokens, collate, per_turn_samples
+    from mem1_agent.train.ppo import token_logprobs
 
     model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                          num_key_value_heads=2, intermediate_size=64, vocab_size=50))

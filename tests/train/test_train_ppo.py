@@ -74,7 +74,7 @@ def test_kl_to_the_reference_is_k3_per_token_clipped_from_above():
     for clip, expected in ((None, sum(k3) / 3), (10.0, (k3[0] + k3[1] + 10.0) / 3)):
         config = PPOConfig(algo="rloo", kl_coef=1.0, kl_clip=clip)
         loss, stats = ppo_loss(new, logprobs.detach(), torch.zeros(1, 3), mask, config, ref_logprobs=ref)
-        assert stats["kl_ref"] == pytest.approx(expected, rel=1e-4)
+        assert stats["kl"] == pytest.approx(expected, rel=1e-4)
         (grad,) = torch.autograd.grad(loss, logprobs)
         # d k3 / d logp = 1 - exp(ref - logp): token 1 none, token 2 -1 (/3 for the mean), token 3 huge unless clipped
         assert grad[0, :2].tolist() == pytest.approx([0.0, -1 / 3], abs=1e-5)
@@ -88,3 +88,17 @@ def test_explained_variance():
     m = torch.ones(1, 3)
     assert explained_variance(r, r, m) == 1.0
     assert explained_variance(torch.full((1, 3), 2.0), r, m) == pytest.approx(0.0)
+
+
+def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():
+    from mem1_agent.train.optim import adamw_with_warmup, clipped_step
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer, scheduler = adamw_with_warmup([weight], lr=0.1, weight_decay=0.0, warmup_steps=4)
+    rates = []
+    for _ in range(6):
+        rates.append(scheduler.get_last_lr()[0])
+        (weight * torch.tensor([30.0, 40.0, 0.0])).sum().backward()  # gradient norm 50
+        assert clipped_step([weight], optimizer, scheduler, max_grad_norm=1.0) == 50.0
+        assert weight.grad is None
+    assert rates == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mem1_agent.train.samples import build_samples, token_rewards, turn_tokens
+from mem1_agent.train.samples import build_samples, token_index, token_rewards, turn_tokens
 from mem1_agent.train.sft import SFTConfig, sft
 from mem1_agent.train.sft import oracle_trajectories as play_oracle
 
@@ -21,10 +21,10 @@ def test_records_convert_to_exact_turn_tokens(oracle_trajectories):
     assert [list(t.context) for t in turns] == [trajectory.context_ids(i) for i in range(len(trajectory.turns))]
     rewards = token_rewards(trajectory)
     assert len(rewards) == sum(len(t.generated) for t in turns)
-    assert rewards[-1] == sum(t.reward for t in trajectory.turns) and not any(rewards[:-1])
+    assert float(rewards[-1]) == pytest.approx(sum(t.reward for t in trajectory.turns)) and not any(rewards[:-1])
     per_turn, stitched = build_samples([trajectory], "per-turn"), build_samples([trajectory], "stitched")
     assert len(per_turn.samples) == len(turns) and len(stitched.samples) == 1
-    assert sum(map(len, per_turn.owners)) == sum(map(len, stitched.owners)) == len(rewards)
+    assert len(token_index(per_turn)) == len(token_index(stitched)) == len(rewards)
 
 
 def test_sft_loss_decreases(tiny_model_dir, oracle_trajectories):
@@ -90,27 +90,6 @@ def test_sft_stops_at_max_minutes(tiny_model_dir, oracle_trajectories):
         SFTConfig(max_minutes=0)
 
 
-def test_sft_copy_windows_add_their_gradient_and_are_logged(tiny_model_dir, oracle_trajectories):
-    """Copy windows change the update (their NLL is in the loss), report their own NLL and need ids to draw from."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    updated, logs = {}, []
-    for n in (0, 3):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-        config = SFTConfig(epochs=1, warmup_steps=0, micro_batch_size=4, mini_batch_size=4, device="cpu",
-                           copy_windows=n, copy_seq_len=32)
-        losses = sft(model, oracle_trajectories, config, log=logs.append, copy_ids=torch.arange(5, 200))
-        updated[n] = (losses, model.model.embed_tokens.weight.detach().clone())
-    assert updated[0][0] == updated[3][0]  # same SFT NLL: the copy loss is separate ...
-    assert not updated[0][1].equal(updated[3][1])  # ... but its gradient moved the weights
-    assert "copy_nll" not in logs[0] and all(0 < s["copy_nll"] < 20 for s in logs[1:])
-    with pytest.raises(ValueError, match="copy_ids"):
-        sft(model, oracle_trajectories, SFTConfig(copy_windows=2, device="cpu"))
-    with pytest.raises(ValueError, match="copy_windows"):
-        SFTConfig(copy_windows=-1)
-
-
 def test_sft_learning_rate_decays_linearly_to_its_final_fraction(tiny_model_dir, oracle_trajectories):
     from transformers import AutoModelForCausalLM
 
@@ -124,19 +103,15 @@ def test_sft_learning_rate_decays_linearly_to_its_final_fraction(tiny_model_dir,
         SFTConfig(final_lr_fraction=1.5)
 
 
-def test_sft_command_pretrains_filters_and_saves(tiny_model_dir, tmp_path, capsys):
+def test_sft_command_filters_and_saves(tiny_model_dir, tmp_path, capsys):
     from mem1_agent.cli import main
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "sft"
-    with pytest.warns(RuntimeWarning, match="copy windows' NLL"):  # 0.002 minutes cannot form the circuit
-        assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
-                     "--grounded", "--copy-minutes", "0.002", "--pretrain-minutes", "5", "--pretrain-steps", "2",
-                     "--copy-windows", "1", "--needles", "--max-steps", "1", "--device", "cpu"]) == 0
+    assert main(["sft", "--model", str(tiny_model_dir), "--out", str(out), "--episodes", "6", "--epochs", "1",
+                 "--grounded", "--max-steps", "1", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "copy windows: " in printed and "pretraining on the corpus (1024-token windows with needles)" in printed and "of 6 oracle trajectories are grounded" in printed
-    assert "(1024-token windows with needles): 2 steps" in printed  # --pretrain-steps before the 5 minutes
-    assert "copy_nll=" in printed  # --copy-windows: copy windows in the SFT steps too
+    assert "of 6 oracle trajectories are grounded" in printed
     assert "sft step    1 " in printed and "sft step    2 " not in printed  # --max-steps 1
     trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)

@@ -166,7 +166,8 @@ def cache_argument(model: Any) -> str:
     """The name of the KV cache in ``model.forward`` and in its output: ``cache`` since transformers 5.25
     (``past_key_values`` warns there, once per forward pass, and goes in 5.40), ``past_key_values``
     before (the GPU machines run 5.17)."""
-    return _cache_argument_of(type(model))
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft LoRA: the transformers model
+    return _cache_argument_of(type(base))
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,14 +7,21 @@ exactly what the records say; ids and log-probs come back as sampled.
 Two uses:
 
 * :class:`VLLMPolicy`: evaluation (``--policy vllm:MODEL``), one engine over a model folder;
-* :class:`VLLMRolloutEngine`: the learner's rollouts on a GPU. One engine per training run, started
-  from the learner's initial weights (written once with ``save_pretrained``); before every
-  collection :meth:`VLLMRolloutEngine.sync_weights` copies the learner's current ``state_dict``
-  into the engine's model in memory (no disk) and resets the prefix cache, whose KV blocks were
-  computed with the old weights. The policy it hands out is a :class:`VLLMPolicy` over the
+* :class:`VLLMRolloutEngine`: the learner's rollouts on a GPU, one engine per rank, colocated with
+  the learner on the rank's own GPU (``tensor_parallel_size`` 1; with torchrun vLLM's
+  ``external_launcher`` executor, which joins the learner's process group and takes the GPU of
+  ``LOCAL_RANK``, the one :func:`mem1_agent.train.distributed.setup` selected). The engine starts
+  from the model's config with ``load_format="dummy"`` (no weights on disk, so an FSDP-sharded
+  model needs no consolidation); before every collection :meth:`VLLMRolloutEngine.sync_weights`
+  streams the learner's weights into it in memory and resets the prefix cache, whose KV blocks
+  were computed with the old weights. The policy it hands out is a :class:`VLLMPolicy` over the
   learner's own :class:`TokenCodec`, so the records are those of the transformers backend.
 
-Weight sync uses the in-process engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before the
+Weight sync (:func:`streamed_weights`) goes tensor by tensor: an FSDP2 parameter is all-gathered
+alone (``DTensor.full_tensor``), handed to the engine's ``load_weights`` and dropped before the
+next, so a rank holds its shards plus one whole tensor, never the whole model (issue 19, req. 4).
+Names are the Hugging Face checkpoint names (wrapper prefixes stripped, peft LoRA merged as it
+streams). It uses the in-process engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before the
 engine starts unless the caller set it): the engine's ``nn.Module`` is then reachable as
 ``llm.llm_engine.model_executor.driver_worker.worker.model_runner.model`` and its
 ``load_weights(weights=...)`` copies each tensor into place (dtype cast included). With a
@@ -23,7 +30,7 @@ multi-process engine the same ``load_weights`` runs in the worker through ``LLM.
 function there). vLLM's own weight-transfer API (``init_weight_transfer_engine`` /
 ``update_weights``, NCCL or CUDA IPC) is not used: it changed shape between releases.
 **None of this has run on a GPU** (no GPU and no vLLM on the development machines); the wiring is
-tested against a stand-in object with the same attribute and method names.
+tested against stand-in objects with the same attribute and method names, at 1 and 2 ranks.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,42 +120,59 @@ class VLLMPolicy(Policy):
 
 
 class VLLMRolloutEngine:
-    """One vLLM engine per training run that samples with the learner's current weights.
+    """One vLLM engine per rank that samples with the learner's current weights.
 
-    ``folder`` receives the initial weights and tokenizer (``save_pretrained``) the engine starts
-    from; later weights never touch disk. ``gpu_memory_utilization`` is the share of the GPU the
-    engine may take (weights + KV cache): the learner's weights, gradients and AdamW states live on
-    the same GPU. ``engine_kwargs`` go to ``vllm.LLM`` (``dtype`` defaults to bfloat16 because the
-    learner saves fp32 weights, which older vLLM serves as float16).
+    The engine starts from ``model.config`` (and ``generation_config``) written to a temporary
+    folder with the tokenizer, weights random (``load_format="dummy"``) until the first
+    :meth:`sync_weights`, which the learner runs before every collection. ``gpu_memory_utilization``
+    is the share of this rank's GPU the engine may take (weights + KV cache): the learner's
+    weights, gradients and AdamW states live on the same GPU. ``world_size`` > 1 (torchrun): every
+    rank builds its own engine, ``tensor_parallel_size`` 1, on vLLM's ``external_launcher``
+    executor. ``enable_sleep_mode=True`` in ``engine_kwargs`` makes the engine give back its GPU
+    memory between collections (:meth:`sleep`, level 2: weights and KV cache dropped, buffers kept,
+    since the next sync replaces every weight anyway: vLLM's documented use for RLHF). Other
+    ``engine_kwargs`` go to ``vllm.LLM`` (``dtype`` defaults to bfloat16: with "auto" older vLLM
+    serves the learner's fp32 config as float16).
     """
 
-    def __init__(self, model: Any, codec: TokenCodec, folder: str | Path | None = None, *, seed: int = 0,
-                 gpu_memory_utilization: float = 0.3, **engine_kwargs: Any) -> None:
+    def __init__(self, model: Any, codec: TokenCodec, *, seed: int = 0, gpu_memory_utilization: float = 0.3,
+                 world_size: int = 1, **engine_kwargs: Any) -> None:
         from mem1_agent.tiny import TOKENIZER_SUBDIR
 
         vllm = require_vllm(TRAIN_ALTERNATIVE)
+        if engine_kwargs.setdefault("tensor_parallel_size", 1) != 1:
+            raise ValueError("the rollout engine runs on its rank's own GPU: tensor_parallel_size must be 1 (got "
+                             f"{engine_kwargs['tensor_parallel_size']}); use more torchrun ranks instead")
+        if world_size > 1:  # joins torchrun's process group instead of starting one of its own
+            engine_kwargs.setdefault("distributed_executor_backend", "external_launcher")
         # In-process engine core: its model is an attribute away, so weights are copied GPU to GPU.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        self._tmp = tempfile.TemporaryDirectory(prefix="mem1-vllm-") if folder is None else None
-        folder = Path(self._tmp.name if self._tmp else folder)
-        model.save_pretrained(folder)
+        self._tmp = tempfile.TemporaryDirectory(prefix="mem1-vllm-")
+        folder = Path(self._tmp.name)
+        model.config.save_pretrained(folder)  # config only: the weights arrive with the first sync
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(folder)
         codec.tokenizer.save_pretrained(str(folder / TOKENIZER_SUBDIR))  # own folder: SETUP-NOTES, tokenizer gotcha
         engine_kwargs.setdefault("enable_prefix_caching", True)
         engine_kwargs.setdefault("dtype", "bfloat16")
+        engine_kwargs.setdefault("load_format", "dummy")
         llm = vllm.LLM(model=str(folder), tokenizer=str(folder / TOKENIZER_SUBDIR), seed=seed,
                        gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
-        self._attach(llm, codec, getattr(vllm, "__version__", "unknown"))
+        self._attach(llm, codec, getattr(vllm, "__version__", "unknown"), engine_kwargs.get("enable_sleep_mode", False))
+        self.sleep()
 
     @classmethod
-    def attach(cls, llm: Any, codec: TokenCodec, version: str = "unknown") -> VLLMRolloutEngine:
+    def attach(cls, llm: Any, codec: TokenCodec, version: str = "unknown",
+               sleep_mode: bool = False) -> VLLMRolloutEngine:
         """Wrap an engine built elsewhere (or a test's stand-in for one); nothing is written or started."""
         engine = cls.__new__(cls)
         engine._tmp = None
-        engine._attach(llm, codec, version)
+        engine._attach(llm, codec, version, sleep_mode)
         return engine
 
-    def _attach(self, llm: Any, codec: TokenCodec, version: str) -> None:
+    def _attach(self, llm: Any, codec: TokenCodec, version: str, sleep_mode: bool) -> None:
         self.llm, self.codec, self.version = llm, codec, version
+        self.sleep_mode, self.asleep = bool(sleep_mode), False
         self._model = _engine_model(llm)
         if self._model is None and not hasattr(llm, "collective_rpc"):
             raise RuntimeError(
@@ -158,22 +182,36 @@ class VLLMRolloutEngine:
             )
 
     def sync_weights(self, model: Any) -> int:
-        """Copy ``model.state_dict()`` into the engine and drop its stale prefix cache; returns the tensor count.
+        """Stream ``model``'s weights into the engine one tensor at a time, then drop its stale prefix cache;
+        returns the tensor count. Every rank must call it (each FSDP2 tensor is gathered by all ranks).
 
-        Names are the Hugging Face checkpoint names, which vLLM's ``load_weights`` maps to its own
-        (fused q/k/v and gate/up projections, a tied ``lm_head`` skipped).
+        Names are the Hugging Face checkpoint names (:func:`streamed_weights`), which vLLM's
+        ``load_weights`` maps to its own (fused q/k/v and gate/up projections, a tied ``lm_head``).
         """
-        weights = list(model.state_dict().items())  # detached views of the learner's tensors, no copy
-        if self._model is not None:
-            self._model.load_weights(weights=iter(weights))
-        else:
-            cpu = [(name, tensor.to("cpu")) for name, tensor in weights]
-            self.llm.collective_rpc(_load_weights_on_worker, args=(cpu,))
+        if self.asleep:  # the weights' memory first, the KV cache after the sync: a lower peak (vLLM's advice)
+            self.llm.wake_up(tags=["weights"])
+        count = 0
+        for name, tensor in streamed_weights(model):
+            if self._model is not None:
+                self._model.load_weights(weights=[(name, tensor)])
+            else:
+                self.llm.collective_rpc(_load_weights_on_worker, args=([(name, tensor.to("cpu"))],))
+            del tensor  # before the next one is gathered: one whole tensor at a time
+            count += 1
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         # Cached KV blocks were computed with the old weights; a hit would mix two policies.
         if self.llm.reset_prefix_cache() is False:
             raise RuntimeError(f"vLLM {self.version} refused to reset its prefix cache (requests still running?); "
                                "weights were synced but cached prompts would use the old ones")
-        return len(weights)
+        return count
+
+    def sleep(self) -> None:
+        """With sleep mode on, free the engine's GPU memory for the update (the next sync wakes it); else nothing."""
+        if self.sleep_mode and not self.asleep:
+            self.llm.sleep(level=2)
+            self.asleep = True
 
     def policy(self, sampling: SamplingConfig) -> VLLMPolicy:
         """A policy over this engine with the learner's codec (records identical to the transformers backend's)."""
@@ -192,6 +230,65 @@ class VLLMRolloutEngine:
             torch.cuda.empty_cache()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+WRAPPER_PREFIXES = ("_orig_mod.", "_checkpoint_wrapped_module.", "_fsdp_wrapped_module.", "base_model.model.")
+"""Name parts added by wrappers of a Hugging Face model: ``torch.compile``, activation checkpointing, FSDP1
+and peft's ``PeftModel``. FSDP2's ``fully_shard`` keeps the original names."""
+
+
+def streamed_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """``model``'s parameters as ``(Hugging Face name, whole tensor)``, one at a time, in ``named_parameters``
+    order (a tied weight once).
+
+    An FSDP2 parameter (a ``DTensor`` shard) is all-gathered alone with ``full_tensor``: a collective, so
+    every rank must run this to its end. The consumer must drop each tensor before asking for the next
+    (as :meth:`VLLMRolloutEngine.sync_weights` does): a rank then holds one whole tensor beyond its shards.
+    peft LoRA layers stream as their merged weight ``W + scaling · B·A`` (the adapters are gathered with
+    their base weight and never sent themselves), so the engine serves exactly the learner's policy.
+    """
+    modules = dict(model.named_modules())
+    for name, param in model.named_parameters():
+        if any(part.startswith("lora_") for part in name.split(".")) or ".original_module." in name:
+            continue  # an adapter (merged below) or the frozen original of a peft modules_to_save copy
+        whole = _whole(param)
+        owner, _, leaf = name.rpartition(".")
+        if owner.endswith(".base_layer") and leaf == "weight":
+            whole = _merge_lora(modules[owner.removesuffix(".base_layer")], whole)
+        yield _hf_name(name), whole
+        del whole  # the consumer's reference is the only one left: freed before the next gather
+
+
+def _hf_name(name: str) -> str:
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+
+
+def _whole(tensor: Any) -> Any:
+    from torch.distributed.tensor import DTensor
+
+    tensor = tensor.detach()  # no autograd graph for the gathers and the merge
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def _merge_lora(layer: Any, weight: Any) -> Any:
+    """A peft ``LoraLayer``'s base ``weight`` (whole) plus its active adapters' ``scaling · B·A``."""
+    if not hasattr(layer, "lora_A"):
+        raise NotImplementedError(f"vLLM weight sync merges peft LoRA layers only, not {type(layer).__name__}; "
+                                  "use --rollout-backend transformers")
+    if getattr(layer, "merged", False):
+        return weight  # peft already added the adapters into the base weight
+    for adapter in layer.active_adapters:
+        if adapter not in layer.lora_A:
+            continue
+        if layer.use_dora.get(adapter, False):
+            raise NotImplementedError("vLLM weight sync merges plain LoRA only, not DoRA; train without use_dora "
+                                      "or use --rollout-backend transformers")
+        delta = _whole(layer.lora_B[adapter].weight).float() @ _whole(layer.lora_A[adapter].weight).float()
+        delta = delta * layer.scaling[adapter]  # (out, in)
+        weight = weight + (delta.T if layer.fan_in_fan_out else delta).to(weight.dtype)
+    return weight
 
 
 def _engine_model(llm: Any) -> Any | None:

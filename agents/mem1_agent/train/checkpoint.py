@@ -3,7 +3,8 @@
 Layout of ``OUT/`` (a folder :class:`~mem1_agent.policies.hf.TransformersPolicy` and
 ``mem1-agent eval --policy hf:OUT`` load directly)::
 
-    config.json, model.safetensors, generation_config.json   <- model.save_pretrained
+    config.json, model.safetensors, generation_config.json   <- model.save_pretrained (LoRA: adapters merged in)
+    adapter.safetensors                                      <- LoRA only: the adapters a resume reads
     tokenizer/                                               <- tokenizer.save_pretrained (own folder: SETUP-NOTES)
     value_head.pt                                            <- PPO only
     optimizer.pt                                             <- AdamW + LR scheduler state
@@ -34,6 +35,7 @@ import torch
 import yaml
 
 from mem1_agent.tiny import TOKENIZER_SUBDIR
+from mem1_agent.train import lora
 
 if TYPE_CHECKING:
     from mem1_agent.train.learner import State
@@ -49,7 +51,11 @@ def save(state: State, tokenizer: Any, out: str | Path, config: Any) -> Path:
     out = Path(out)
     tmp = _sibling(out, "tmp")
     _discard(tmp)
-    state.model.save_pretrained(tmp)
+    if lora.is_lora(state.model):  # the resume reads the adapters; the frozen base comes from --model again
+        lora.save_merged(state.model, tmp, state.model.state_dict())
+        lora.save_adapters(state.model, tmp)
+    else:
+        state.model.save_pretrained(tmp)
     if state.value_head is not None:
         torch.save(state.value_head.state_dict(), tmp / "value_head.pt")
     torch.save({"optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict()},
@@ -165,12 +171,10 @@ def load_into(state: State, out: str | Path) -> None:
 
     out = Path(out)
     device = next(state.model.parameters()).device
-    weights = load_file(str(out / "model.safetensors"), device=str(device))
-    # Tied embeddings are saved once; strict=False lets the tied lm_head keep pointing at them.
-    missing, unexpected = state.model.load_state_dict(weights, strict=False)
-    if unexpected or any(not key.startswith("lm_head") for key in missing):
-        raise ValueError(f"checkpoint {out} does not match the model (missing {missing}, unexpected {unexpected}); "
-                         "resume with the --model the run started from, or pass another --out")
+    if lora.is_lora(state.model):
+        lora.load_adapters(state.model, out)
+    else:
+        _load_weights(state.model, load_file(str(out / "model.safetensors"), device=str(device)), out)
     if state.value_head is not None:
         if not (out / "value_head.pt").is_file():
             raise FileNotFoundError(f"{out}/value_head.pt missing: that run was not PPO; resume with its --algo")
@@ -179,6 +183,14 @@ def load_into(state: State, out: str | Path) -> None:
     state.optimizer.load_state_dict(opt["optimizer"])
     state.scheduler.load_state_dict(opt["scheduler"])
     state.iteration = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))["iteration"]
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], out: Path) -> None:
+    # Tied embeddings are saved once; strict=False lets the tied lm_head keep pointing at them.
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not key.startswith("lm_head") for key in missing):
+        raise ValueError(f"checkpoint {out} does not match the model (missing {missing}, unexpected {unexpected}); "
+                         "resume with the --model the run started from (and its lora_rank), or pass another --out")
 
 
 def _jsonable(config: Any) -> Any:

@@ -2,7 +2,8 @@
 
 ``torchrun --nproc_per_node N -m mem1_agent.train ...`` starts N copies of the same loop
 (:func:`mem1_agent.train.learner.train`); at world size 1 every helper here is a no-op, so one
-process runs exactly the single-process code. With N ranks:
+process runs exactly the single-process code (precision bf16-mixed excepted: FSDP2 then shards over
+one rank, for its mixed-precision policy). With N ranks:
 
 * **rollouts**: each rank plays its share of whole task groups (:func:`split_tasks`) with whole
   weights (:func:`gathered`), so generation and the old log-probs need no collective, whatever
@@ -136,30 +137,47 @@ def check_shares(tasks_per_iteration: int, mini_batch_size: int, micro_batch_siz
                          f"multiple of {world * micro_batch_size}")
 
 
-def shard(*modules: torch.nn.Module | None) -> None:
-    """FSDP2 on each module: a transformers model per decoder layer (its ``_no_split_modules``) then whole,
-    anything else (the value head) as one unit. A no-op at world size 1.
+def shard(model: torch.nn.Module, value_head: torch.nn.Module | None = None, reference: torch.nn.Module | None = None,
+          mp_policy: Any = None) -> None:
+    """FSDP2 on the policy, the value head and the KL reference copy: a transformers model per decoder layer (its
+    ``_no_split_modules``) then whole, the value head as one unit.
 
-    Build the optimizer after this: sharding replaces the parameters.
+    ``mp_policy`` (precision bf16-mixed: :func:`mem1_agent.train.precision.mixed_precision_policy`) applies to
+    the policy and the reference; the value head always computes in fp32. A no-op at world size 1, except with
+    ``mp_policy``: FSDP2 is how bf16-mixed runs, so one process gets a one-rank process group (FSDP2 needs a
+    device mesh, even of one device). Build the optimizer after this: sharding replaces the parameters.
     """
-    if world_size() == 1:
+    if world_size() == 1 and mp_policy is None:
         return
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    present = [module for module in modules if module is not None]
-    mesh = init_device_mesh(next(present[0].parameters()).device.type, (world_size(),))
-    for module in present:
+    device = next(model.parameters()).device
+    if not dist.is_initialized():  # one process: gloo for CPU tensors, NCCL for CUDA ones (a CPU run may come first)
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    mesh = init_device_mesh(device.type, (world_size(),))
+    for module, policy in ((model, mp_policy), (value_head, None), (reference, mp_policy)):
+        if module is None:
+            continue
+        policy = policy or MixedPrecisionPolicy()  # FSDP2's default: the stored dtypes
         layer_classes = set(getattr(module, "_no_split_modules", None) or ())
         for layer in [m for m in module.modules() if type(m).__name__ in layer_classes]:
-            fully_shard(layer, mesh=mesh)
-        fully_shard(module, mesh=mesh)
+            fully_shard(layer, mesh=mesh, mp_policy=policy)
+        fully_shard(module, mesh=mesh, mp_policy=policy)
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    """``module`` is (or holds) FSDP2 units: its state dict is made of DTensors, read through DCP's helpers."""
+    return bool(_units((module,)))
 
 
 def _units(modules: tuple[torch.nn.Module | None, ...]) -> list[Any]:
     from torch.distributed.fsdp import FSDPModule
 
-    return [m for module in modules if module is not None for m in module.modules() if isinstance(m, FSDPModule)]
+    # once each: the LoRA reference (lora.AdaptersDisabled) holds the policy's own units
+    return list(dict.fromkeys(m for module in modules if module is not None for m in module.modules()
+                              if isinstance(m, FSDPModule)))
 
 
 @contextlib.contextmanager

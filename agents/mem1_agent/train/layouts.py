@@ -32,9 +32,11 @@ action + last observation), so a trajectory is not one causal sequence. Three ex
     a row's first sampled token is in that row. Running the shortest turn in pass 1 spares pass 2
     its padding (MEM1's turn 0 samples ~40 tokens; the other turns also re-read ~450).
 
-Every layout's forward computes logits only where a sampled token is read (:func:`read_outputs`):
-the (tokens x vocabulary) projection and softmax of the prompt and observation slots would be
-thrown away.
+A sample is a typed record: :class:`SequenceSample` for (a) and (b) (one model row each, which
+:func:`collate` pads into a :class:`Batch`) and :class:`PrefixCacheSample` for (c) (a
+:class:`PrefixCacheBatch`). Building and collating them are tensor operations; the only Python loops
+run over turns and samples, never over tokens. Running the model on a batch is
+:mod:`mem1_agent.train.ppo`'s job (:func:`~mem1_agent.train.ppo.read_outputs`), next to the PPO maths.
 
 The original MEM1 stitched layout was not exact: its 0/1 mask was added to the scores as +1/+0
 (masking nothing), it hid the previous internal state, and it used global positions
@@ -46,6 +48,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 
 class TurnTokens(NamedTuple):
@@ -53,6 +56,43 @@ class TurnTokens(NamedTuple):
 
     context: Sequence[int]
     generated: Sequence[int]
+
+
+class SequenceSample(NamedTuple):
+    """A sample of layout (a) or (b): one model row, and where its sampled tokens sit in it.
+
+    Per turn it is ``context + generated`` with plain causal attention (``prefix_len`` = every slot,
+    no segments); stitched it is the prefix then each turn's segment (:func:`stitched_attention_mask`).
+    """
+
+    ids: torch.Tensor  # (S,) int64
+    positions: torch.Tensor  # (S,) int64: the position each slot had in the rollout
+    prefix_len: int  # leading slots every later slot sees (per turn: all S, i.e. plain causal attention)
+    segments: tuple[int, ...]  # lengths of the turn segments after the prefix (per turn: none)
+    slots: torch.Tensor  # (K,) int64: slot of each sampled token, in generation order
+    logit_slots: torch.Tensor  # (K,) int64: slot whose logits predict it
+    turns: torch.Tensor  # (K,) int64: the turn that sampled it
+
+    @property
+    def n_sampled(self) -> int:
+        return len(self.slots)
+
+
+class PrefixCacheSample(NamedTuple):
+    """A sample of layout (c): one trajectory as a cached prefix, one row per turn, and its lead turn."""
+
+    prefix: torch.Tensor  # (P,) int64: the cached prefix (the shared one less its last token)
+    rows: tuple[torch.Tensor, ...]  # per turn (J,), (L_j,) int64: its context after the prefix, then its sampled ids
+    lead: int  # the turn run in pass 1 after the prefix (the shortest row)
+    turns: torch.Tensor  # (K,) int64: the turn of each sampled token, in generation order
+    cols: torch.Tensor  # (K,) int64: its column in that turn's row
+
+    @property
+    def n_sampled(self) -> int:
+        return len(self.turns)
+
+
+Sample = SequenceSample | PrefixCacheSample
 
 
 class Batch(NamedTuple):
@@ -87,15 +127,16 @@ class PrefixCacheBatch(NamedTuple):
     turn_index: torch.Tensor  # (B, T) which turn a sampled token belongs to (-1 elsewhere)
 
 
+def _ids(tokens: Sequence[int]) -> torch.Tensor:
+    return torch.as_tensor(tokens, dtype=torch.long)
+
+
 def shared_prefix_length(contexts: Sequence[Sequence[int]]) -> int:
     """Length of the longest prefix common to every context (the task prompt, at least)."""
-    first = contexts[0]
     n = min(len(c) for c in contexts)
-    for i in range(n):
-        token = first[i]
-        if any(c[i] != token for c in contexts):
-            return i
-    return n
+    heads = torch.stack([_ids(c[:n]) for c in contexts])  # (J, n)
+    differs = torch.nonzero((heads != heads[:1]).any(0))
+    return int(differs[0]) if len(differs) else n
 
 
 def stitched_attention_mask(prefix_len: int, segment_lens: Sequence[int], total_len: int,
@@ -115,15 +156,13 @@ def stitched_attention_mask(prefix_len: int, segment_lens: Sequence[int], total_
     Padding rows attend to the prefix and themselves so that no row is fully masked (a fully
     masked softmax gives NaN); their outputs are never read.
     """
-    allowed = torch.zeros(total_len, total_len, dtype=torch.bool)
+    n_turns, end = len(segment_lens), prefix_len + sum(segment_lens)
+    # segment of every slot: 0 the prefix, j + 1 turn j, a distinct id for each padding slot (it sees only itself)
+    segment = torch.cat([torch.zeros(prefix_len, dtype=torch.long),
+                         torch.arange(1, n_turns + 1).repeat_interleave(torch.tensor(segment_lens, dtype=torch.long)),
+                         torch.arange(n_turns + 1, n_turns + 1 + total_len - end)])  # (S,)
     causal = torch.ones(total_len, total_len, dtype=torch.bool).tril()
-    allowed[:, :prefix_len] = True
-    start = prefix_len
-    for length in segment_lens:
-        allowed[start : start + length, start : start + length] = True
-        start += length
-    allowed &= causal
-    allowed[start:, start:] |= torch.eye(total_len - start, dtype=torch.bool)  # padding: itself
+    allowed = causal & ((segment[None, :] == 0) | (segment[:, None] == segment[None, :]))
     mask = torch.zeros(total_len, total_len, dtype=dtype)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None]  # (1, 1, S, S)
@@ -153,47 +192,45 @@ def prefix_cache_attention_mask(prefix_lens: torch.Tensor, prefix_width: int, ro
     return mask[:, None]  # (R, 1, L, P + L)
 
 
-def per_turn_samples(turns: Sequence[TurnTokens]) -> list[dict]:
+def per_turn_samples(turns: Sequence[TurnTokens]) -> list[SequenceSample]:
     """Layout (a): one sample per turn, ``context + generated``, loss on the generated tokens."""
     samples = []
     for j, turn in enumerate(turns):
-        ids = list(turn.context) + list(turn.generated)
-        n_ctx = len(turn.context)
-        samples.append({
-            "ids": ids,
-            "positions": list(range(len(ids))),
-            "prefix_len": len(ids),  # plain causal attention over the whole sample
-            "segments": [],
-            "targets": [(n_ctx + i, n_ctx + i - 1, j) for i in range(len(turn.generated))],
-        })
+        ids = _ids([*turn.context, *turn.generated])
+        slots = torch.arange(len(turn.context), len(ids))
+        samples.append(SequenceSample(ids, torch.arange(len(ids)), len(ids), (), slots, slots - 1,
+                                      torch.full_like(slots, j)))
     return samples
 
 
-def stitched_sample(turns: Sequence[TurnTokens]) -> dict:
+def stitched_sample(turns: Sequence[TurnTokens]) -> SequenceSample:
     """Layout (b): the whole trajectory as one sequence (see the module docstring)."""
     prefix_len = shared_prefix_length([t.context for t in turns])
     if prefix_len == 0:
         raise ValueError("turns share no prefix: the stitched layout needs a common task prompt; use per-turn samples")
-    ids = list(turns[0].context[:prefix_len])
-    positions = list(range(prefix_len))
-    segments, targets = [], []
+    pieces, positions = [_ids(turns[0].context[:prefix_len])], [torch.arange(prefix_len)]
+    slots, previous, turn_of, segments = [], [], [], []
+    start = prefix_len  # where the current turn's segment begins
     for j, turn in enumerate(turns):
-        rest = list(turn.context[prefix_len:])
-        segment = rest + list(turn.generated)
-        start = len(ids)
-        ids += segment
-        positions += range(prefix_len, prefix_len + len(segment))
-        segments.append(len(segment))
-        for i in range(len(turn.generated)):
-            slot = start + len(rest) + i
+        n_rest, n_generated = len(turn.context) - prefix_len, len(turn.generated)
+        pieces += [_ids(turn.context[prefix_len:]), _ids(turn.generated)]
+        positions.append(torch.arange(prefix_len, prefix_len + n_rest + n_generated))
+        slot = torch.arange(start + n_rest, start + n_rest + n_generated)
+        before = slot - 1
+        if n_rest == 0 and n_generated:
             # The first sampled token of a turn with nothing re-read is predicted by the prefix's
             # last token, which is not adjacent in the stitched sequence.
-            previous = slot - 1 if len(rest) + i > 0 else prefix_len - 1
-            targets.append((slot, previous, j))
-    return {"ids": ids, "positions": positions, "prefix_len": prefix_len, "segments": segments, "targets": targets}
+            before[0] = prefix_len - 1
+        slots.append(slot)
+        previous.append(before)
+        turn_of.append(torch.full_like(slot, j))
+        segments.append(n_rest + n_generated)
+        start += n_rest + n_generated
+    return SequenceSample(torch.cat(pieces), torch.cat(positions), prefix_len, tuple(segments), torch.cat(slots),
+                          torch.cat(previous), torch.cat(turn_of))
 
 
-def prefix_cache_sample(turns: Sequence[TurnTokens]) -> dict:
+def prefix_cache_sample(turns: Sequence[TurnTokens]) -> PrefixCacheSample:
     """Layout (c): the cached prefix, one row per turn, and which row runs in pass 1 (module docstring).
 
     The cached prefix is the shared one less its last token, which starts every row instead: it
@@ -201,18 +238,19 @@ def prefix_cache_sample(turns: Sequence[TurnTokens]) -> dict:
     share nothing are still exact (an empty prefix: every row is its whole context, as in (a)).
     """
     cached = max(shared_prefix_length([t.context for t in turns]) - 1, 0)
-    rows, targets = [], []
+    rows, turn_of, cols = [], [], []
     for j, turn in enumerate(turns):
-        rest = list(turn.context[cached:])
-        if not rest:
+        n_rest = len(turn.context) - cached
+        if n_rest == 0:
             raise ValueError(f"turn {j} has an empty context: nothing predicts its first sampled token")
-        rows.append(rest + list(turn.generated))
-        targets += [(j, len(rest) + i) for i in range(len(turn.generated))]
+        rows.append(_ids([*turn.context[cached:], *turn.generated]))
+        cols.append(torch.arange(n_rest, len(rows[-1])))
+        turn_of.append(torch.full_like(cols[-1], j))
     lead = min(range(len(rows)), key=lambda j: len(rows[j]))
-    return {"prefix": list(turns[0].context[:cached]), "rows": rows, "lead": lead, "targets": targets}
+    return PrefixCacheSample(_ids(turns[0].context[:cached]), tuple(rows), lead, torch.cat(turn_of), torch.cat(cols))
 
 
-def collate(samples: Sequence[dict], pad_id: int = 0, dtype: torch.dtype = torch.float32,
+def collate(samples: Sequence[Sample], pad_id: int = 0, dtype: torch.dtype = torch.float32,
             two_passes: bool = False) -> Batch | PrefixCacheBatch:
     """Right-pad samples of one layout into a batch: a :class:`PrefixCacheBatch` for layout (c), else a :class:`Batch`.
 
@@ -220,170 +258,68 @@ def collate(samples: Sequence[dict], pad_id: int = 0, dtype: torch.dtype = torch
     that no sampled token is read from, so the model is called twice whatever the data. Sharded (FSDP2)
     training needs that: every model call is a collective every rank must make alike.
     """
-    cached = ["rows" in s for s in samples]
-    if any(cached):
-        if not all(cached):
-            raise ValueError("a micro-batch mixes prefix-cache samples with per-turn/stitched ones")
+    kinds = {type(s) for s in samples}
+    if len(kinds) > 1:
+        raise ValueError("a micro-batch mixes prefix-cache samples with per-turn/stitched ones")
+    if kinds == {PrefixCacheSample}:
         return _collate_prefix_cache(samples, pad_id, dtype, two_passes)
-    total = max(len(s["ids"]) for s in samples)
-    b = len(samples)
-    input_ids = torch.full((b, total), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((b, total), dtype=torch.long)
-    target_ids = torch.zeros((b, total), dtype=torch.long)
-    logit_index = torch.zeros((b, total), dtype=torch.long)
+    if kinds != {SequenceSample}:
+        raise TypeError(f"collate takes SequenceSample or PrefixCacheSample records (per_turn_samples, "
+                        f"stitched_sample, prefix_cache_sample), got {sorted(k.__name__ for k in kinds)}")
+    input_ids = pad_sequence([s.ids for s in samples], batch_first=True, padding_value=pad_id)  # (B, S)
+    position_ids = pad_sequence([s.positions for s in samples], batch_first=True)  # (B, S), 0 on padding
+    b, total = input_ids.shape
+    # (row, slot) of every sampled token of the batch, one sample after the other
+    rows = torch.repeat_interleave(torch.arange(b), torch.tensor([s.n_sampled for s in samples]))
+    slots = torch.cat([s.slots for s in samples])
+    target_ids = torch.zeros_like(input_ids)
+    target_ids[rows, slots] = input_ids[rows, slots]
+    logit_index = torch.zeros_like(input_ids)
+    logit_index[rows, slots] = torch.cat([s.logit_slots for s in samples])
     loss_mask = torch.zeros((b, total))
-    turn_index = torch.full((b, total), -1, dtype=torch.long)
-    masks = []
-    for row, s in enumerate(samples):
-        n = len(s["ids"])
-        input_ids[row, :n] = torch.tensor(s["ids"])
-        position_ids[row, :n] = torch.tensor(s["positions"])
-        for slot, previous, turn in s["targets"]:
-            target_ids[row, slot] = s["ids"][slot]
-            logit_index[row, slot] = previous
-            loss_mask[row, slot] = 1.0
-            turn_index[row, slot] = turn
-        masks.append(stitched_attention_mask(s["prefix_len"], s["segments"], total, dtype))
-    return Batch(input_ids, position_ids, torch.cat(masks), target_ids, logit_index, loss_mask, turn_index)
+    loss_mask[rows, slots] = 1.0
+    turn_index = torch.full_like(input_ids, -1)
+    turn_index[rows, slots] = torch.cat([s.turns for s in samples])
+    masks = torch.cat([stitched_attention_mask(s.prefix_len, s.segments, total, dtype) for s in samples])
+    return Batch(input_ids, position_ids, masks, target_ids, logit_index, loss_mask, turn_index)
 
 
-def _collate_prefix_cache(samples: Sequence[dict], pad_id: int, dtype: torch.dtype,
+def _collate_prefix_cache(samples: Sequence[PrefixCacheSample], pad_id: int, dtype: torch.dtype,
                           two_passes: bool) -> PrefixCacheBatch:
     """Layout (c) samples into a :class:`PrefixCacheBatch`: pass-1 rows, pass-2 rows and the read map."""
     b = len(samples)
-    leads = [s["prefix"] + s["rows"][s["lead"]] for s in samples]
-    rows = [(owner, row) for owner, s in enumerate(samples) for j, row in enumerate(s["rows"]) if j != s["lead"]]
+    lead_ids = pad_sequence([torch.cat([s.prefix, s.rows[s.lead]]) for s in samples], batch_first=True,
+                            padding_value=pad_id)  # (B, W)
+    others = [(owner, j) for owner, s in enumerate(samples) for j in range(len(s.rows)) if j != s.lead]
+    rows = [samples[owner].rows[j] for owner, j in others]
+    owners = [owner for owner, _ in others]
     if two_passes and not rows:
-        rows = [(0, [pad_id])]  # read by nothing: it only makes pass 2 run (see collate)
-    lead_width = max(map(len, leads))
-    row_len = max((len(row) for _, row in rows), default=0)
-    width = max(len(s["targets"]) for s in samples)
-    lead_ids = torch.full((b, lead_width), pad_id, dtype=torch.long)
-    row_ids = torch.full((len(rows), row_len), pad_id, dtype=torch.long)
-    for owner, ids in enumerate(leads):
-        lead_ids[owner, : len(ids)] = torch.tensor(ids)
-    for r, (_, row) in enumerate(rows):
-        row_ids[r, : len(row)] = torch.tensor(row)
-    row_owner = torch.tensor([owner for owner, _ in rows], dtype=torch.long)
-    prefix_lens = torch.tensor([len(samples[owner]["prefix"]) for owner, _ in rows], dtype=torch.long)
-    row_positions = prefix_lens[:, None] + torch.arange(row_len)[None, :]
-    read_row = torch.zeros((b, width), dtype=torch.long)
-    read_col = torch.zeros((b, width), dtype=torch.long)
-    target_ids = torch.zeros((b, width), dtype=torch.long)
-    loss_mask = torch.zeros((b, width))
-    turn_index = torch.full((b, width), -1, dtype=torch.long)
-    next_row = b  # pass-2 rows are numbered after the B pass-1 rows, in the order of ``rows``
+        rows, owners = [_ids([pad_id])], [0]  # read by nothing: it only makes pass 2 run (see collate)
+    row_ids = (pad_sequence(rows, batch_first=True, padding_value=pad_id) if rows
+               else torch.zeros((0, 0), dtype=torch.long))  # (R, L)
+    row_owner = torch.tensor(owners, dtype=torch.long)  # (R,)
+    prefix_lens = torch.tensor([len(samples[owner].prefix) for owner in owners], dtype=torch.long)  # (R,)
+    row_positions = prefix_lens[:, None] + torch.arange(row_ids.shape[1])[None, :]  # (R, L)
+    read_row, read_col, target_ids = [], [], []
+    first_row = b  # pass-2 rows are numbered after the B pass-1 rows, in the order of ``others``
     for owner, s in enumerate(samples):
-        row_of = {}
-        for j in range(len(s["rows"])):
-            if j != s["lead"]:
-                row_of[j], next_row = next_row, next_row + 1
-        for k, (j, col) in enumerate(s["targets"]):
-            # every row holds the token before its first sampled one; pass 1's row starts with the prefix
-            if j == s["lead"]:
-                read_row[owner, k], read_col[owner, k] = owner, len(s["prefix"]) + col - 1
-            else:
-                read_row[owner, k], read_col[owner, k] = row_of[j], col - 1
-            target_ids[owner, k] = s["rows"][j][col]
-            loss_mask[owner, k] = 1.0
-            turn_index[owner, k] = j
-    mask = prefix_cache_attention_mask(prefix_lens, lead_width, row_len, dtype)
-    return PrefixCacheBatch(lead_ids, row_ids, row_positions, row_owner, mask, read_row, read_col, target_ids,
-                            loss_mask, turn_index)
+        turn = torch.arange(len(s.rows))
+        row_of = torch.where(turn == s.lead, owner, first_row + turn - (turn > s.lead).long())  # (J,)
+        first_row += len(s.rows) - 1
+        in_lead = s.turns == s.lead
+        read_row.append(row_of[s.turns])
+        # every row holds the token before its first sampled one; pass 1's row starts with the prefix
+        read_col.append(s.cols - 1 + in_lead.long() * len(s.prefix))
+        lengths = torch.tensor([len(r) for r in s.rows])
+        target_ids.append(torch.cat(s.rows)[lengths.cumsum(0)[s.turns] - lengths[s.turns] + s.cols])
+    n_sampled = torch.tensor([s.n_sampled for s in samples])
+    width = int(n_sampled.max())
+    loss_mask = (torch.arange(width)[None, :] < n_sampled[:, None]).float()  # (B, T)
 
+    def padded(vectors: list[torch.Tensor], value: int) -> torch.Tensor:  # (B, T)
+        return pad_sequence(vectors, batch_first=True, padding_value=value)
 
-class Reads(NamedTuple):
-    """The model's outputs where sampled tokens are read, K per batch row, and where they belong."""
-
-    logits: torch.Tensor  # (B, K, V) logits predicting each sampled token
-    hidden: torch.Tensor | None  # (B, K, H) last hidden state at the same positions (for a value head)
-    target_ids: torch.Tensor  # (B, K) the sampled tokens
-    slots: torch.Tensor  # (B, K) their slot in the batch's (B, S) tensors (``loss_mask``, ...)
-
-    def place(self, values: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-        """(B, K) values -> (B, S) aligned with ``loss_mask``, 0 off it."""
-        return torch.zeros_like(loss_mask).scatter(1, self.slots, values.to(loss_mask.dtype)) * loss_mask
-
-
-# Attention implementations that apply an additive (B, 1, Q, K) float mask as given. flash_attention_2
-# and kernels like it take only a 2-D padding mask and would train on contexts the policy never saw.
-ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
-
-
-def check_attention(model: torch.nn.Module) -> None:
-    """Refuse a model whose attention cannot take the layouts' additive 4-D masks (issue 19, 1f)."""
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if implementation is not None and implementation not in ADDITIVE_MASK_ATTENTION:
-        raise ValueError(
-            f"the model uses attn_implementation={implementation!r}, which cannot apply the additive 4-D "
-            f"attention masks of the training layouts (every turn must see exactly its rollout context); "
-            f"load it with attn_implementation=\"sdpa\" (or \"eager\"), e.g. "
-            f"AutoModelForCausalLM.from_pretrained(path, attn_implementation=\"sdpa\")"
-        )
-
-
-def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden: bool = False) -> Reads:
-    """Run ``model`` on a batch of any layout; logits (and hidden states) only where sampled tokens are read.
-
-    ``logits_to_keep`` (one set of columns for all rows of a pass: the union of their read
-    columns) keeps the vocabulary projection off the prompt and observation slots; log-softmax
-    and entropy then run on K sampled tokens per row, not on every slot.
-    """
-    check_attention(model)
-    if isinstance(batch, PrefixCacheBatch):
-        return _read_prefix_cache(model, batch, hidden)
-    n_read = int(batch.loss_mask.sum(1).max())
-    # each row's sampled slots first, in slot order (a stable sort of the 0/1 mask)
-    slots = batch.loss_mask.argsort(dim=1, descending=True, stable=True)[:, :n_read]  # (B, K)
-    rows = torch.arange(len(slots), device=slots.device)[:, None].expand_as(slots)
-    cols = batch.logit_index.gather(1, slots)
-    kept = cols.unique()  # sorted: the columns ``out.logits`` holds, in this order
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
-                position_ids=batch.position_ids, logits_to_keep=kept, output_hidden_states=hidden)
-    logits = out.logits[rows, torch.searchsorted(kept, cols)]  # (B, K, V)
-    return Reads(logits, out.hidden_states[-1][rows, cols] if hidden else None, batch.target_ids.gather(1, slots), slots)
-
-
-def _read_prefix_cache(model: torch.nn.Module, batch: PrefixCacheBatch, hidden: bool) -> Reads:
-    """Pass 1 (prefix + lead turn, K/V kept with gradient), then pass 2 (the other turns reading that K/V).
-
-    The outputs of both passes are flattened into one list of positions and indexed once, so a
-    trajectory's sampled tokens come back in turn order whichever pass computed them.
-    """
-    b, lead_width = batch.lead_ids.shape
-    row, col = batch.read_row, batch.read_col  # (B, T); row >= b: pass-2 row (row - b)
-    in_lead = row < b
-    kept = col[in_lead].unique()  # sorted: the columns pass 1's logits hold, in this order
-    out = model(input_ids=batch.lead_ids, use_cache=len(batch.row_ids) > 0, logits_to_keep=kept,
-                output_hidden_states=hidden)
-    logits = out.logits.flatten(0, 1)
-    logit_index = row * len(kept) + torch.searchsorted(kept, col)
-    states = out.hidden_states[-1].flatten(0, 1) if hidden else None
-    state_index = row * lead_width + col
-    if len(batch.row_ids):
-        from mem1_agent.policies.hf import cache_argument  # "cache" or "past_key_values": transformers' version
-
-        cache_name = cache_argument(model)
-        cache = getattr(out, cache_name)
-        cache.batch_select_indices(batch.row_owner)  # (B, ...) -> (R, ...): row r gets its trajectory's K/V
-        # a placeholder pass 2 (collate's ``two_passes``) is read nowhere: keep one column anyway, whose
-        # logits join the concatenation below, so that backward runs through pass 2 like any other
-        kept = col[~in_lead].unique() if bool((~in_lead).any()) else torch.zeros(1, dtype=col.dtype, device=col.device)
-        out = model(input_ids=batch.row_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
-                    position_ids=batch.row_positions, use_cache=True, logits_to_keep=kept,
-                    output_hidden_states=hidden, **{cache_name: cache})
-        pass_2 = len(logits) + (row - b) * len(kept) + torch.searchsorted(kept, col)
-        logit_index = torch.where(in_lead, logit_index, pass_2)
-        logits = torch.cat([logits, out.logits.flatten(0, 1)])
-        if hidden:
-            state_index = torch.where(in_lead, state_index, len(states) + (row - b) * batch.row_ids.shape[1] + col)
-            states = torch.cat([states, out.hidden_states[-1].flatten(0, 1)])
-    slots = torch.arange(row.shape[1], device=row.device).expand_as(row)
-    return Reads(logits[logit_index], states[state_index] if hidden else None, batch.target_ids, slots)
-
-
-def token_logprobs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch) -> torch.Tensor:
-    """Log-prob of every target token under ``model`` (0 where ``loss_mask`` is 0). Returns (B, S)."""
-    reads = read_outputs(model, batch)
-    picked = torch.log_softmax(reads.logits.float(), dim=-1).gather(2, reads.target_ids[..., None])[..., 0]
-    return reads.place(picked, batch.loss_mask)
+    mask = prefix_cache_attention_mask(prefix_lens, lead_ids.shape[1], row_ids.shape[1], dtype)
+    return PrefixCacheBatch(lead_ids, row_ids, row_positions, row_owner, mask, padded(read_row, 0),
+                            padded(read_col, 0), padded(target_ids, 0), loss_mask,
+                            padded([s.turns for s in samples], -1))

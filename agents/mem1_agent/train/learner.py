@@ -12,7 +12,7 @@ One iteration, top to bottom in :func:`train`:
    ``reward − group baseline`` broadcast to every token, never re-centred across groups;
 3. **update**: ``epochs`` passes of mini-batches, each the token-mean of micro-batches with
    gradient accumulation, AdamW with warm-up and gradient clipping;
-4. **log** (stdout, TensorBoard when installed, wandb when asked) and **checkpoint**
+4. **log** (``rollout/…`` and ``train/…`` scalars: :mod:`mem1_agent.train.logger`) and **checkpoint**
    (:mod:`mem1_agent.train.checkpoint`, resumable).
 
 The same loop runs on every rank of ``torchrun -m mem1_agent.train`` (:mod:`mem1_agent.train.distributed`):
@@ -21,12 +21,15 @@ combined scalars and checkpoints go through :mod:`mem1_agent.train.dist_checkpoi
 
 Rollout backends (``rollout_backend``; issue 4, requirement 5), with the same records either way:
 
-* ``transformers``: :meth:`TransformersPolicy.from_model` on the learner's own module, CPU or CUDA;
-* ``vllm`` (CUDA only): one :class:`~mem1_agent.policies.vllm_backend.VLLMRolloutEngine` per run,
-  started from the initial weights saved to ``<out>-vllm/`` (a temporary folder without ``out``);
-  at every iteration, before collecting, the learner's ``state_dict`` is copied into the engine in
-  memory and its prefix cache is reset. **Written against vLLM's documented internals but never
-  run on a GPU** (none was available); the sync wiring is tested with a stand-in engine;
+* ``transformers``: :meth:`TransformersPolicy.from_model` on the learner's own module, CPU or CUDA
+  (bf16 autocast there), gathered whole on each rank for the collection; all of a rank's live
+  episodes in one batch per turn, decoded with the KV cache;
+* ``vllm`` (CUDA only): one :class:`~mem1_agent.policies.vllm_backend.VLLMRolloutEngine` per rank,
+  colocated on the rank's GPU and started without weights; at every iteration, before collecting,
+  the learner's weights are streamed into it tensor by tensor (each FSDP2 parameter all-gathered
+  alone: the whole model never sits on one rank) and its prefix cache is reset. **Written against
+  vLLM's documented internals but never run on a GPU** (none was available); the sync wiring is
+  tested with stand-in engines, at 1 and 2 ranks;
 * ``auto``: vllm when the device is CUDA and ``import vllm`` works, else transformers.
 
 Precision: vLLM samples in its engine dtype (bf16 by default) while the learner holds fp32 weights
@@ -41,6 +44,7 @@ top-p 1, where vLLM's raw log-probs and the tempered ones coincide.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 import time
@@ -62,11 +66,11 @@ from mem1_agent.policies.vllm_backend import (
 )
 from mem1_agent.records import Trajectory
 from mem1_agent.rollout import EpisodeSpec, RolloutConfig, rollout
-from mem1_agent.train import dist_checkpoint, distributed
+from mem1_agent.train import dist_checkpoint, distributed, lora, precision
 from mem1_agent.train.advantages import trajectory_advantages
 from mem1_agent.train.device import autocast, to_device
 from mem1_agent.train.layouts import TurnTokens, collate, per_turn_samples, prefix_cache_sample
-from mem1_agent.train.logger import Logger
+from mem1_agent.train.logger import Logger, log
 from mem1_agent.train.memory_plan import ALL_LINEAR
 from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 from mem1_agent.train.ppo import (
@@ -76,8 +80,10 @@ from mem1_agent.train.ppo import (
     forward,
     ppo_loss,
 )
+from mem1_agent.train.precision import PRECISIONS
 from mem1_agent.train.samples import (
     LAYOUTS,
+    Prepared,
     Samples,
     build_samples,
     gather_from_batch,
@@ -90,8 +96,7 @@ from mem1_agent.train.samples import (
 from mem1_gym.protocol import env_protocol
 
 ROLLOUT_BACKENDS = ("auto", "transformers", "vllm")
-PRECISIONS = ("fp32", "bf16-mixed", "bf16")
-REFERENCES = ("copy", "lora-base")
+REFERENCES = ("copy", "lora-base", "none")
 
 
 @dataclass(frozen=True)
@@ -141,25 +146,26 @@ class LearnerConfig:
     max_minutes: float | None = None
     """Wall-clock cap: stop (and checkpoint) after the iteration that crosses it; None: no cap."""
     vllm_gpu_memory_utilization: float = 0.3
-    """Share of the GPU the vLLM engine may take; the learner's weights and optimizer share the rest."""
+    """Share of its GPU each rank's vLLM engine may take; the rank's learner shards and optimizer share the rest."""
     vllm_engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra ``vllm.LLM`` kwargs (e.g. max_model_len, enforce_eager, dtype)."""
+    """Extra ``vllm.LLM`` kwargs (e.g. max_model_len, enforce_eager, dtype; enable_sleep_mode: free the engine's
+    GPU memory during the update)."""
     precision: str = "fp32"
-    """Training dtypes: "fp32" (fp32 weights, gradients and AdamW state, bf16 autocast on CUDA: the learner
-    today), "bf16-mixed" (FSDP2 ``MixedPrecisionPolicy``: bf16 compute, fp32 master weights, gradients and
-    optimizer) or "bf16" (all bf16: least memory, small updates lost). ``--dry-run`` plans all three; only
-    "fp32" trains yet (issue 19)."""
+    """Training dtypes (:mod:`mem1_agent.train.precision`): "fp32" (fp32 weights, gradients and AdamW state,
+    bf16 autocast on CUDA), "bf16-mixed" (FSDP2 ``MixedPrecisionPolicy`` at any world size: bf16 compute,
+    fp32 master weights, gradients and optimizer) or "bf16" (all bf16: least memory, small updates lost)."""
     gradient_checkpointing: bool = False
-    """Recompute each layer's activations in backward (keeps only layer inputs); planned, not yet trained."""
+    """Recompute each decoder layer in backward (keeps only layer inputs: :mod:`mem1_agent.train.precision`)."""
     lora_rank: int = 0
-    """Rank of LoRA adapters through ``peft`` (0: full fine-tuning); planned, not yet trained."""
+    """Rank of LoRA adapters through ``peft`` (0: full fine-tuning); only the adapters train."""
     lora_alpha: float = 16.0
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_targets: tuple[str, ...] = ALL_LINEAR
     """Linear layers that get adapters (names of a Qwen2/Llama decoder layer)."""
     reference: str = "copy"
-    """The KL reference when ``ppo.kl_coef > 0``: "copy" (a frozen copy of the initial weights) or
-    "lora-base" (the base model with the adapters disabled: no second copy; needs lora_rank > 0)."""
+    """The KL reference when ``ppo.kl_coef > 0``: "copy" (a frozen copy of the initial weights, sharded and
+    stored like the policy), "lora-base" (the base model with the adapters disabled: no second copy; needs
+    lora_rank > 0) or "none" (no reference: needs kl_coef 0)."""
     ppo: PPOConfig = PPOConfig()
     """The update's hyper-parameters (algo, clip, KL, lr, batches, ...)."""
 
@@ -203,17 +209,9 @@ class LearnerConfig:
         if self.reference == "lora-base" and self.lora_rank == 0:
             raise ValueError("reference 'lora-base' is the base under LoRA adapters: set lora_rank > 0, "
                              "or use reference 'copy'")
-
-    def require_implemented(self) -> None:
-        """Refuse the memory options ``--dry-run`` plans but this learner cannot honour yet (issue 19)."""
-        planned_only = [f"{name}={value!r}" for name, value, default in (
-            ("precision", self.precision, "fp32"), ("gradient_checkpointing", self.gradient_checkpointing, False),
-            ("lora_rank", self.lora_rank, 0), ("reference", self.reference, "copy")) if value != default]
-        if planned_only:
-            raise NotImplementedError(
-                f"{', '.join(planned_only)}: not implemented by the learner yet (issue 19: FSDP2 mixed precision, "
-                "gradient checkpointing and LoRA are planned by --dry-run only); train with the defaults "
-                "(precision fp32, no checkpointing, lora_rank 0, reference copy)")
+        if self.reference == "none" and self.ppo.kl_coef > 0:
+            raise ValueError(f"ppo.kl_coef {self.ppo.kl_coef} needs a KL reference: set reference 'copy' (or "
+                             "'lora-base' with LoRA), or ppo.kl_coef 0")
 
 
 def resolve_rollout_backend(name: str, device: torch.device) -> str:
@@ -231,23 +229,23 @@ def resolve_rollout_backend(name: str, device: torch.device) -> str:
 
 def make_rollout_engine(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig,
                         device: torch.device) -> VLLMRolloutEngine | None:
-    """The vLLM engine of this run (None: transformers rollouts on the learner's module)."""
+    """This rank's vLLM engine, colocated on its GPU (None: transformers rollouts on the learner's module)."""
     if resolve_rollout_backend(config.rollout_backend, device) != "vllm":
         return None
     if device.type != "cuda":
         raise ValueError(f"rollout_backend 'vllm' needs a CUDA device, got {device}; "
                          "use --rollout-backend transformers")
-    # A sibling of the checkpoint folder (like <out>-tb): checkpoint.save replaces <out> wholesale.
-    folder = None if config.out is None else Path(f"{config.out}-vllm")
-    return VLLMRolloutEngine(model, codec, folder, seed=config.seed,
-                             gpu_memory_utilization=config.vllm_gpu_memory_utilization, **config.vllm_engine_kwargs)
+    # One engine per rank on the rank's own GPU; its own seed, as the transformers backend's (see collect).
+    return VLLMRolloutEngine(model, codec, seed=config.seed + 1_000_003 * distributed.rank(),
+                             gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+                             world_size=distributed.world_size(), **config.vllm_engine_kwargs)
 
 
 @dataclass
 class State:
     """Everything a checkpoint restores."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # the policy: a peft model when lora_rank > 0
     value_head: ValueHead | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -256,12 +254,25 @@ class State:
 
 
 def make_state(model: torch.nn.Module, config: LearnerConfig, device: torch.device) -> State:
+    """The policy (``model``, wrapped with LoRA adapters when ``lora_rank > 0``), value head, reference and
+    optimizer of a run, in the run's dtypes (:mod:`mem1_agent.train.precision`) and sharded (FSDP2)."""
     model.to(device)
+    model = lora.wrap(model, config)
+    precision.cast(model, config.precision)
     value_head = ValueHead(model.config.hidden_size).to(device) if config.ppo.algo == "ppo" else None
-    # The frozen reference is the model passed in (before a resumed checkpoint is loaded over it).
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.ppo.kl_coef > 0 else None
-    distributed.shard(model, value_head, reference)  # FSDP2 with several ranks; before the optimizer: new params
-    params = list(model.parameters()) + (list(value_head.parameters()) if value_head else [])
+    # The frozen reference is the model passed in (before a resumed checkpoint is loaded over it): a copy
+    # stored like the policy's frozen weights, or the LoRA base itself.
+    reference = None
+    if config.ppo.kl_coef > 0 and config.reference == "copy":
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+        precision.cast(reference, config.precision)
+    if config.gradient_checkpointing:  # the policy only: the reference never runs backward
+        precision.enable_gradient_checkpointing(model)
+    # FSDP2 with several ranks, or for bf16-mixed; before the optimizer: sharding replaces the parameters
+    distributed.shard(model, value_head, reference, mp_policy=precision.mixed_precision_policy(config.precision))
+    if config.ppo.kl_coef > 0 and config.reference == "lora-base":
+        reference = lora.AdaptersDisabled(model)
+    params = [p for p in model.parameters() if p.requires_grad] + (list(value_head.parameters()) if value_head else [])
     optimizer, scheduler = adamw_with_warmup(params, config.ppo.lr, config.ppo.weight_decay, config.ppo.warmup_steps)
     return State(model, value_head, optimizer, scheduler, reference=reference)
 
@@ -269,23 +280,22 @@ def make_state(model: torch.nn.Module, config: LearnerConfig, device: torch.devi
 def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resume: bool = True,
           make_env: Callable[[], Any] | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place; returns one dict of logged scalars per iteration."""
-    config.require_implemented()
     device = distributed.setup(config.device)  # joins the torchrun job, if any: the same loop at any world size
-    _check_world(config, device)
+    _check_world(config)
     state = make_state(model, config, device)
     if resume and config.out is not None and dist_checkpoint.recover(config.out) is not None:
         dist_checkpoint.load_into(state, config.out)
-        distributed.main_print(f"resuming from {config.out} after iteration {state.iteration}")
+        log.info("resuming from %s after iteration %d", config.out, state.iteration)
     engine = make_rollout_engine(state.model, codec, config, device)  # before any env: fails fast
     make_env = make_env or _env_factory(config)
-    envs = [make_env() for _ in range(min(config.concurrency, config.tasks_per_iteration * config.group_size))]
+    episodes = config.tasks_per_iteration // distributed.world_size() * config.group_size  # this rank's
+    envs = [make_env() for _ in range(min(config.concurrency, episodes))]
     logger = Logger(config.out, config.tensorboard, config.wandb_project, config, first_step=state.iteration + 1)
     history, run_started = [], time.perf_counter()
     try:
         while state.iteration < config.iterations:
             started = time.perf_counter()
-            with distributed.gathered(state.model):  # whole weights: rollouts of any length make no collective
-                trajectories = collect(state, codec, envs, config, device, engine)
+            trajectories = collect(state, codec, envs, config, device, engine)
             collected = time.perf_counter()
             data = build_samples(trajectories, config.layout)
             with distributed.gathered(state.model, state.value_head, state.reference):
@@ -294,8 +304,8 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
             state.iteration += 1
             done = time.perf_counter()
             stats |= rollout_stats(trajectories, collected - started)
-            stats["update_tokens_per_s"] = sum(data.lengths) * config.ppo.epochs / max(done - collected, 1e-9)
-            stats["explained_variance"] = batch["explained_variance"]
+            stats["train/tokens_per_s"] = sum(data.lengths) * config.ppo.epochs / max(done - collected, 1e-9)
+            stats["train/explained_variance"] = batch.explained_variance
             stats = distributed.combine_stats(stats)
             logger.log(stats, state.iteration)
             history.append(stats)
@@ -306,8 +316,8 @@ def train(model: torch.nn.Module, codec: TokenCodec, config: LearnerConfig, resu
                                            (config.save_every and state.iteration % config.save_every == 0)):
                 dist_checkpoint.save(state, codec.tokenizer, config.out, config)
             if out_of_time:
-                distributed.main_print(f"stopping after iteration {state.iteration}: the {config.max_minutes}-minute "
-                                       "cap is spent")
+                log.info("stopping after iteration %d: the %s-minute cap is spent", state.iteration,
+                         config.max_minutes)
                 break
     finally:
         for env in envs:
@@ -328,10 +338,13 @@ def _env_factory(config: LearnerConfig) -> Callable[[], Any]:
 
 def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerConfig, device: torch.device,
             engine: VLLMRolloutEngine | None = None) -> list[Trajectory]:
-    """Play this iteration's episodes with the current weights; each trajectory records its task and group.
+    """Play this rank's episodes of the iteration with the current weights; each trajectory records its task and
+    group. All live episodes sample together: one batch per turn (``concurrency`` caps it).
 
-    With ``engine`` the learner's weights are first synced into it (in memory) and vLLM samples;
-    without, the transformers backend samples from ``state.model`` itself.
+    With ``engine`` the learner's weights are first streamed into it tensor by tensor (never gathered
+    whole) and vLLM samples; without, the transformers backend samples from ``state.model`` itself,
+    gathered whole for the collection (any number of forward calls then makes no collective), with
+    its KV cache, under bf16 autocast on CUDA (:class:`TransformersPolicy`).
     """
     specs = group_specs(env_protocol(envs[0]).n_tasks, config, state.iteration)
     mine = distributed.split_tasks(config.tasks_per_iteration, distributed.rank(), distributed.world_size())
@@ -339,14 +352,16 @@ def collect(state: State, codec: TokenCodec, envs: list[Any], config: LearnerCon
     # each rank samples its own noise (rank 0's seed is the single-process one)
     sampling = SamplingConfig(config.temperature, 1.0, config.max_new_tokens,
                               config.seed + state.iteration + 1_000_003 * distributed.rank())
-    if engine is not None:
-        engine.sync_weights(state.model)
-        policy = engine.policy(sampling)
-    else:
-        policy = TransformersPolicy.from_model(state.model.eval(), codec, sampling,
-                                               HFConfig(max_batch=config.concurrency))
-    return rollout(envs, policy, make_strategy(config.context), specs,
-                   RolloutConfig(config.max_new_tokens, env_id=config.env_id))
+    play = functools.partial(rollout, envs, strategy=make_strategy(config.context), episodes=specs,
+                             config=RolloutConfig(config.max_new_tokens, env_id=config.env_id))
+    if engine is None:
+        with distributed.gathered(state.model):
+            return play(TransformersPolicy.from_model(state.model.eval(), codec, sampling,
+                                                      HFConfig(max_batch=len(envs))))
+    engine.sync_weights(state.model)
+    trajectories = play(engine.policy(sampling))
+    engine.sleep()  # with vLLM's sleep mode: its GPU memory goes back to the update
+    return trajectories
 
 
 def group_specs(n_tasks: int, config: LearnerConfig, iteration: int) -> list[EpisodeSpec]:
@@ -365,7 +380,7 @@ def group_specs(n_tasks: int, config: LearnerConfig, iteration: int) -> list[Epi
 
 @torch.no_grad()
 def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], pad_id: int,
-            config: LearnerConfig, device: torch.device) -> dict[str, Any]:
+            config: LearnerConfig, device: torch.device) -> Prepared:
     """Old log-probs, values, reference log-probs and advantages/returns, one vector per sample.
 
     GRPO/RLOO baselines compare the trajectories of one group, as recorded in ``Trajectory.group``.
@@ -389,7 +404,7 @@ def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], pad
         rewards = torch.zeros_like(mask)
         for i, trajectory in enumerate(trajectories):
             r = token_rewards(trajectory)
-            rewards[i, : len(r)] = torch.tensor(r)
+            rewards[i, : len(r)] = r
         values = to_trajectory_view(old_values, data)  # (N, T)
         advantages, returns = trajectory_advantages(config.ppo, mask, rewards, values)
         ev = explained_variance(values, returns, mask)
@@ -401,13 +416,15 @@ def prepare(state: State, data: Samples, trajectories: Sequence[Trajectory], pad
         groups = torch.tensor([t.group for t in trajectories])
         advantages, returns = trajectory_advantages(config.ppo, mask, rewards, groups=groups)
         ev = float("nan")
-    return {"old_logprobs": old_lp, "old_values": old_values, "ref_logprobs": ref_lp, "explained_variance": ev,
-            "advantages": to_sample_view(advantages, data), "returns": to_sample_view(returns, data)}
+    return Prepared(old_lp, to_sample_view(advantages, data), to_sample_view(returns, data),
+                    old_values if state.value_head is not None else None,
+                    ref_lp if state.reference is not None else None, ev)
 
 
-def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, config: LearnerConfig,
+def update(state: State, data: Samples, prepared: Prepared, pad_id: int, config: LearnerConfig,
            device: torch.device) -> dict[str, float]:
-    """``epochs`` passes of clipped-PPO mini-batch steps over this iteration's samples.
+    """``epochs`` passes of clipped-PPO mini-batch steps over this iteration's samples; returns the ``train/``
+    scalars (loss, grad_norm, lr and :func:`~mem1_agent.train.ppo.ppo_loss`'s, each the mean over steps).
 
     With N ranks a mini-batch is every rank's next ``mini_batch_size / N`` samples and its loss the
     token-mean over all of them, so a step equals the one-process step on the same samples. FSDP
@@ -430,13 +447,13 @@ def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, c
         rng.shuffle(order)
         for step in range(steps):
             mini = order[step * share : (step + 1) * share]
-            tokens = distributed.sum_over_ranks(sum(len(data.samples[i]["targets"]) for i in mini))
+            tokens = distributed.sum_over_ranks(sum(data.samples[i].n_sampled for i in mini))
             micros = [mini[start : start + ppo.micro_batch_size] for start in range(0, len(mini), ppo.micro_batch_size)]
             placeholders = distributed.max_over_ranks(len(micros)) - len(micros)  # before any: a collective
             mini_loss = 0.0
             for micro in micros:
                 loss, micro_stats = _micro_loss(state, data, prepared, micro, pad_id, config, device)
-                micro_tokens = sum(len(data.samples[i]["targets"]) for i in micro)
+                micro_tokens = sum(data.samples[i].n_sampled for i in micro)
                 (loss * micro_tokens * world / tokens).backward()
                 mini_loss += loss.item() * micro_tokens / tokens
                 for key, value in micro_stats.items():
@@ -447,8 +464,8 @@ def update(state: State, data: Samples, prepared: dict[str, Any], pad_id: int, c
             stats.setdefault("grad_norm", []).append(
                 clipped_step(params, state.optimizer, state.scheduler, ppo.max_grad_norm))
     state.model.eval()
-    out = {key: fmean(values) for key, values in stats.items()}
-    out["lr"] = state.scheduler.get_last_lr()[0]
+    out = {f"train/{key}": fmean(values) for key, values in stats.items()}
+    out["train/lr"] = state.scheduler.get_last_lr()[0]
     return out
 
 
@@ -463,42 +480,40 @@ def _placeholder_loss(state: State, pad_id: int, config: LearnerConfig, device: 
     return 0.0 * (out.logprobs.sum() + (out.values.sum() if out.values is not None else 0.0))
 
 
-def _check_world(config: LearnerConfig, device: torch.device) -> None:
-    """With several ranks: whole task groups and whole micro-batches per rank, and transformers rollouts."""
+def _check_world(config: LearnerConfig) -> None:
+    """With several ranks: whole task groups and whole micro-batches per rank."""
     world = distributed.world_size()
     if world == 1:
         return
     distributed.check_shares(config.tasks_per_iteration, config.ppo.mini_batch_size, config.ppo.micro_batch_size,
                              world)
-    if resolve_rollout_backend(config.rollout_backend, device) == "vllm":
-        raise ValueError("the vllm rollout backend runs in one process; with torchrun use --rollout-backend "
-                         "transformers (each rank samples with its own whole weights)")
 
 
-def _micro_loss(state: State, data: Samples, prepared: dict[str, Any], micro: list[int], pad_id: int,
+def _micro_loss(state: State, data: Samples, prepared: Prepared, micro: list[int], pad_id: int,
                 config: LearnerConfig, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     # at world size > 1 every micro-batch calls the model alike: FSDP2's collectives (see update)
     batch = to_device(collate([data.samples[i] for i in micro], pad_id, two_passes=distributed.world_size() > 1),
                       device)
+    mine = prepared.select(micro)
 
-    def placed(key: str) -> torch.Tensor | None:
-        if not prepared[key]:
-            return None
-        return scatter_to_batch([prepared[key][i] for i in micro], batch.loss_mask)  # (B, S)
+    def placed(vectors: list[torch.Tensor] | None) -> torch.Tensor | None:
+        return None if vectors is None else scatter_to_batch(vectors, batch.loss_mask)  # (B, S)
 
     with autocast(device):
         new = forward(state.model, batch, state.value_head)
-    return ppo_loss(new, placed("old_logprobs"), placed("advantages"), batch.loss_mask, config.ppo,
-                    old_values=placed("old_values"), returns=placed("returns"), ref_logprobs=placed("ref_logprobs"))
+    return ppo_loss(new, placed(mine.old_logprobs), placed(mine.advantages), batch.loss_mask, config.ppo,
+                    old_values=placed(mine.old_values), returns=placed(mine.returns),
+                    ref_logprobs=placed(mine.ref_logprobs))
 
 
 def rollout_stats(trajectories: Sequence[Trajectory], seconds: float) -> dict[str, float]:
-    """Reward, EM (mean over objectives), turns and sampling throughput of one collection."""
+    """The ``rollout/`` scalars of one collection: mean reward and EM (over objectives) per trajectory, valid
+    actions per turn, turns per trajectory and sampling throughput."""
     sampled = sum(len(turn.generated_ids) for t in trajectories for turn in t.turns)
     return {
-        "reward": fmean(sum(turn.reward for turn in t.turns) for t in trajectories),
-        "em": fmean(fmean(t.em) if t.em else 0.0 for t in trajectories),
-        "valid_action_rate": fmean(turn.valid_action for t in trajectories for turn in t.turns),
-        "turns": fmean(len(t.turns) for t in trajectories),
-        "rollout_tokens_per_s": sampled / max(seconds, 1e-9),
+        "rollout/reward_mean": fmean(sum(turn.reward for turn in t.turns) for t in trajectories),
+        "rollout/em_mean": fmean(fmean(t.em) if t.em else 0.0 for t in trajectories),
+        "rollout/valid_action_rate": fmean(turn.valid_action for t in trajectories for turn in t.turns),
+        "rollout/turns_mean": fmean(len(t.turns) for t in trajectories),
+        "rollout/tokens_per_s": sampled / max(seconds, 1e-9),
     }

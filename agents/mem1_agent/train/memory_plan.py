@@ -17,11 +17,12 @@ parameters        (T·p + (P−T)·f) / W; p = 4 (fp32, bf16-mixed: the fp32 mas
                   LoRA base f = 4 (fp32), 2 (bf16, bf16-mixed)
 compute copy      fp32 on CUDA: autocast's bf16 copies of the weights, 2·P: each linear saves the copy it
                   ran with for backward, so at W > 1 too they outlive FSDP's freeing of the gathered
-                  fp32 weights. At W > 1 also what FSDP2 has gathered: c·(2·P_layer + P_root), the
-                  running layer and the one prefetched, and the root (embeddings, LM head, final norm:
+                  fp32 weights. With FSDP2 (W > 1, or bf16-mixed at any W: it runs through FSDP2's
+                  policy) also what it has gathered: c·(2·P_layer + P_root), the running layer and
+                  the one prefetched, and the root (embeddings, LM head, final norm:
                   P_root = P − L·P_layer), which FSDP2 keeps gathered from forward to backward; c = 4
                   (fp32), 2 (bf16, bf16-mixed: ``MixedPrecisionPolicy`` gathers bf16)
-gradients         T·g / W; g = 4 (fp32, bf16-mixed: reduced in fp32), 2 (bf16). At W > 1 plus the whole
+gradients         T·g / W; g = 4 (fp32, bf16-mixed: reduced in fp32), 2 (bf16). With FSDP2 plus the whole
                   gradients before their reduce-scatter: g·(2·T_layer + T_root), a layer's and its
                   reduce-scatter copy, and the root's (trainable unless LoRA), reduced only at the end
                   of backward
@@ -237,6 +238,11 @@ def plan_memory(shape: ModelShape, config: LearnerConfig, work: Workload) -> Mem
     return MemoryPlan(tuple(rows), work.gpu_memory_gb * GB)
 
 
+def _fsdp(precision: str, work: Workload) -> bool:
+    """FSDP2 holds the model: several GPUs, or bf16-mixed (its ``MixedPrecisionPolicy``, one GPU included)."""
+    return work.world_size > 1 or precision == "bf16-mixed"
+
+
 def _root_parameters(shape: ModelShape) -> int:
     """Parameters outside the decoder layers (embeddings, LM head, final norm): FSDP2's root unit."""
     return shape.parameters() - shape.num_hidden_layers * shape.layer_parameters()
@@ -244,7 +250,7 @@ def _root_parameters(shape: ModelShape) -> int:
 
 def _compute_copy(shape: ModelShape, precision: str, work: Workload) -> tuple[str, float, str]:
     autocast_copy = 2.0 * shape.parameters() if work.cuda and precision == "fp32" else 0.0
-    if work.world_size == 1:
+    if not _fsdp(precision, work):
         if autocast_copy:
             return "compute copy", autocast_copy, "autocast's bf16 weight cache"
         return "compute copy", 0.0, "none (weights already in the compute dtype)" if work.cuda else "none on CPU"
@@ -255,7 +261,7 @@ def _compute_copy(shape: ModelShape, precision: str, work: Workload) -> tuple[st
 
 def _gradients(shape: ModelShape, config: LearnerConfig, trainable: int, work: Workload) -> tuple[str, float, str]:
     g = _GRAD[config.precision]
-    if work.world_size == 1:
+    if not _fsdp(config.precision, work):
         return "gradients", float(trainable * g), f"{g} B per trainable param"
     lora = config.lora_rank > 0
     layer = trainable // shape.num_hidden_layers if lora else shape.layer_parameters()

@@ -6,6 +6,10 @@ never carry policy loss, value loss, KL or entropy. The KL uses the k3 estimator
 original clamped a k1 estimate at 0: reference/mem1.md §8, B9); its only clamp is from above
 (``kl_clip``), because it grows exponentially: one sampled token the reference likes e^11 times
 more than the policy gave a whole batch's KL of 32 in a demo run (the others were <= 0.02).
+
+The model runs here too (:func:`read_outputs`, :func:`forward`): on a batch of any layout of
+:mod:`mem1_agent.train.layouts`, with logits computed only where a sampled token is read; the
+(tokens x vocabulary) projection and softmax of the prompt and observation slots would be thrown away.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from mem1_agent.train.layouts import Batch, PrefixCacheBatch, read_outputs
+from mem1_agent.train.layouts import Batch, PrefixCacheBatch
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,106 @@ class ValueHead(torch.nn.Module):
         return self.proj(hidden.float())[..., 0]
 
 
+class Reads(NamedTuple):
+    """The model's outputs where sampled tokens are read, K per batch row, and where they belong."""
+
+    logits: torch.Tensor  # (B, K, V) logits predicting each sampled token
+    hidden: torch.Tensor | None  # (B, K, H) last hidden state at the same positions (for a value head)
+    target_ids: torch.Tensor  # (B, K) the sampled tokens
+    slots: torch.Tensor  # (B, K) their slot in the batch's (B, S) tensors (``loss_mask``, ...)
+
+    def place(self, values: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+        """(B, K) values -> (B, S) aligned with ``loss_mask``, 0 off it."""
+        return torch.zeros_like(loss_mask).scatter(1, self.slots, values.to(loss_mask.dtype)) * loss_mask
+
+
+# Attention implementations that apply an additive (B, 1, Q, K) float mask as given. flash_attention_2
+# and kernels like it take only a 2-D padding mask and would train on contexts the policy never saw.
+ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def check_attention(model: torch.nn.Module) -> None:
+    """Refuse a model whose attention cannot take the layouts' additive 4-D masks (issue 19, 1f)."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if implementation is not None and implementation not in ADDITIVE_MASK_ATTENTION:
+        raise ValueError(
+            f"the model uses attn_implementation={implementation!r}, which cannot apply the additive 4-D "
+            f"attention masks of the training layouts (every turn must see exactly its rollout context); "
+            f"load it with attn_implementation=\"sdpa\" (or \"eager\"), e.g. "
+            f"AutoModelForCausalLM.from_pretrained(path, attn_implementation=\"sdpa\")"
+        )
+
+
+def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden: bool = False) -> Reads:
+    """Run ``model`` on a batch of any layout; logits (and hidden states) only where sampled tokens are read.
+
+    ``logits_to_keep`` (one set of columns for all rows of a pass: the union of their read
+    columns) keeps the vocabulary projection off the prompt and observation slots; log-softmax
+    and entropy then run on K sampled tokens per row, not on every slot.
+    """
+    check_attention(model)
+    if isinstance(batch, PrefixCacheBatch):
+        return _read_prefix_cache(model, batch, hidden)
+    n_read = int(batch.loss_mask.sum(1).max())
+    # each row's sampled slots first, in slot order (a stable sort of the 0/1 mask)
+    slots = batch.loss_mask.argsort(dim=1, descending=True, stable=True)[:, :n_read]  # (B, K)
+    rows = torch.arange(len(slots), device=slots.device)[:, None].expand_as(slots)
+    cols = batch.logit_index.gather(1, slots)
+    kept = cols.unique()  # sorted: the columns ``out.logits`` holds, in this order
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
+                position_ids=batch.position_ids, logits_to_keep=kept, output_hidden_states=hidden)
+    logits = out.logits[rows, torch.searchsorted(kept, cols)]  # (B, K, V)
+    return Reads(logits, out.hidden_states[-1][rows, cols] if hidden else None, batch.target_ids.gather(1, slots), slots)
+
+
+def _read_prefix_cache(model: torch.nn.Module, batch: PrefixCacheBatch, hidden: bool) -> Reads:
+    """Pass 1 (prefix + lead turn, K/V kept with gradient), then pass 2 (the other turns reading that K/V).
+
+    The outputs of both passes are flattened into one list of positions and indexed once, so a
+    trajectory's sampled tokens come back in turn order whichever pass computed them.
+    """
+    b, lead_width = batch.lead_ids.shape
+    row, col = batch.read_row, batch.read_col  # (B, T); row >= b: pass-2 row (row - b)
+    in_lead = row < b
+    kept = col[in_lead].unique()  # sorted: the columns pass 1's logits hold, in this order
+    out = model(input_ids=batch.lead_ids, use_cache=len(batch.row_ids) > 0, logits_to_keep=kept,
+                output_hidden_states=hidden)
+    logits = out.logits.flatten(0, 1)
+    logit_index = row * len(kept) + torch.searchsorted(kept, col)
+    states = out.hidden_states[-1].flatten(0, 1) if hidden else None
+    state_index = row * lead_width + col
+    if len(batch.row_ids):
+        from mem1_agent.policies.hf import cache_argument  # "cache" or "past_key_values": transformers' version
+
+        cache_name = cache_argument(model)
+        cache = getattr(out, cache_name)
+        cache.batch_select_indices(batch.row_owner)  # (B, ...) -> (R, ...): row r gets its trajectory's K/V
+        # a placeholder pass 2 (collate's ``two_passes``) is read nowhere: keep one column anyway, whose
+        # logits join the concatenation below, so that backward runs through pass 2 like any other
+        kept = col[~in_lead].unique() if bool((~in_lead).any()) else torch.zeros(1, dtype=col.dtype, device=col.device)
+        out = model(input_ids=batch.row_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
+                    position_ids=batch.row_positions, use_cache=True, logits_to_keep=kept,
+                    output_hidden_states=hidden, **{cache_name: cache})
+        pass_2 = len(logits) + (row - b) * len(kept) + torch.searchsorted(kept, col)
+        logit_index = torch.where(in_lead, logit_index, pass_2)
+        logits = torch.cat([logits, out.logits.flatten(0, 1)])
+        if hidden:
+            state_index = torch.where(in_lead, state_index, len(states) + (row - b) * batch.row_ids.shape[1] + col)
+            states = torch.cat([states, out.hidden_states[-1].flatten(0, 1)])
+    slots = torch.arange(row.shape[1], device=row.device).expand_as(row)
+    return Reads(logits[logit_index], states[state_index] if hidden else None, batch.target_ids, slots)
+
+
+def token_logprobs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch) -> torch.Tensor:
+    """Log-prob of every target token under ``model`` (0 where ``loss_mask`` is 0). Returns (B, S)."""
+    reads = read_outputs(model, batch)
+    picked = torch.log_softmax(reads.logits.float(), dim=-1).gather(2, reads.target_ids[..., None])[..., 0]
+    return reads.place(picked, batch.loss_mask)
+
+
 class Forward(NamedTuple):
+    """The policy's (and value head's) outputs on a batch, aligned with its ``loss_mask``."""
+
     logprobs: torch.Tensor  # (B, S) of the target tokens, 0 off the loss mask
     entropy: torch.Tensor  # (B, S) of the predicting distribution, 0 off the loss mask
     values: torch.Tensor | None  # (B, S) value of the state before each sampled token
@@ -135,7 +238,7 @@ def ppo_loss(new: Forward, old_logprobs: torch.Tensor, advantages: torch.Tensor,
         k3 = log_ref_ratio.exp() - log_ref_ratio - 1
         kl = masked_mean(k3 if config.kl_clip is None else k3.clamp(max=config.kl_clip), mask)
         loss = loss + config.kl_coef * kl
-        stats["kl_ref"] = kl.item()
+        stats["kl"] = kl.item()  # to the reference: the penalised KL (approx_kl is to the sampling weights)
     return loss, stats
 
 

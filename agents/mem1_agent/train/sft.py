@@ -22,10 +22,9 @@ import torch
 
 from mem1_agent.records import Trajectory
 from mem1_agent.train.device import autocast, resolve_device, to_device
-from mem1_agent.train.layouts import collate
+from mem1_agent.train.layouts import Sample, collate
 from mem1_agent.train.optim import adamw_with_warmup, clipped_step
 from mem1_agent.train.ppo import forward, masked_mean
-from mem1_agent.train.pretrain import copy_windows, window_nll
 from mem1_agent.train.samples import LAYOUTS, build_samples
 
 
@@ -61,14 +60,6 @@ class SFTConfig:
     max_steps: int | None = None
     """Stop after this many optimizer steps (None: run every epoch). A step count makes a run reproducible
     on any machine; ``max_minutes`` beside it is a safety cap for a slow one."""
-    copy_windows: int = 0
-    """Copy windows (:func:`mem1_agent.train.pretrain.copy_windows`: a random block of ids repeated) drawn
-    for each optimizer step, their NLL added to the loss; they need ``copy_ids``. A model taught to copy
-    from scratch can lose that circuit to SFT's first large gradients (one demo run's SFT model did); with
-    4 of these per step a demo run's copy NLL stayed at ~0.3 through SFT, but its SFT stalled all the same,
-    so the demo does not use them. 0: none."""
-    copy_seq_len: int = 512
-    """Tokens per copy window."""
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -82,19 +73,11 @@ class SFTConfig:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.copy_windows < 0 or (self.copy_windows and self.copy_seq_len < 8):
-            raise ValueError(f"need copy_windows >= 0 and copy_seq_len >= 8, got {self.copy_windows} and "
-                             f"{self.copy_seq_len}")
 
 
 def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTConfig, pad_id: int = 0,
-        log: Callable[[dict], None] | None = None, copy_ids: torch.Tensor | None = None) -> list[float]:
-    """Train ``model`` in place to imitate ``trajectories``; returns the mean NLL per sampled token of each step.
-
-    ``copy_ids``: the ids copy windows draw from (e.g. ``pack(corpus_texts(), tokenizer).unique()``), needed
-    when ``config.copy_windows > 0``; their NLL goes to ``log`` as ``copy_nll``, not into the returned list."""
-    if config.copy_windows and (copy_ids is None or len(copy_ids) == 0):
-        raise ValueError("config.copy_windows > 0 needs copy_ids, the token ids to draw copy blocks from")
+        log: Callable[[dict], None] | None = None) -> list[float]:
+    """Train ``model`` in place to imitate ``trajectories``; returns the mean NLL per sampled token of each step."""
     device = resolve_device(config.device)
     model.to(device).train()
     samples = build_samples(trajectories, config.layout).samples
@@ -113,9 +96,8 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     optimizer, scheduler = adamw_with_warmup(model.parameters(), config.lr, config.weight_decay, config.warmup_steps,
                                              config.final_lr_fraction, progress)
     rng = random.Random(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
 
-    def mini_batches() -> Iterator[tuple[int, list[dict]]]:
+    def mini_batches() -> Iterator[tuple[int, list[Sample]]]:
         for epoch in range(config.epochs):
             order = list(range(len(samples)))
             rng.shuffle(order)
@@ -126,27 +108,21 @@ def sft(model: torch.nn.Module, trajectories: Sequence[Trajectory], config: SFTC
     deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
     for epoch, mini in itertools.islice(mini_batches(), total_steps):
         loss = accumulate_nll(model, mini, config.micro_batch_size, pad_id, device)
-        stats = {}
-        if config.copy_windows:
-            windows = copy_windows(copy_ids, config.copy_windows, config.copy_seq_len, generator)
-            copying = window_nll(model, *windows, device)
-            copying.backward()
-            stats["copy_nll"] = copying.item()
         clipped_step(model.parameters(), optimizer, scheduler, config.max_grad_norm)
         losses.append(loss)
         if log is not None:
-            log({"epoch": epoch, "step": len(losses), "nll": loss, **stats, "lr": scheduler.get_last_lr()[0]})
+            log({"epoch": epoch, "step": len(losses), "nll": loss, "lr": scheduler.get_last_lr()[0]})
         if deadline is not None and time.perf_counter() > deadline:
             break
     model.eval()
     return losses
 
 
-def accumulate_nll(model: torch.nn.Module, mini: Sequence[dict], micro_batch_size: int, pad_id: int,
+def accumulate_nll(model: torch.nn.Module, mini: Sequence[Sample], micro_batch_size: int, pad_id: int,
                    device: torch.device) -> float:
     """Accumulate the gradient of the token-mean NLL over ``mini`` (samples of any layout, ``micro_batch_size``
     per forward/backward); return that NLL. The caller steps the optimizer (SFT and the layout benchmark)."""
-    total_tokens = sum(len(s["targets"]) for s in mini)
+    total_tokens = sum(s.n_sampled for s in mini)
     total = 0.0
     for start in range(0, len(mini), micro_batch_size):
         micro = mini[start : start + micro_batch_size]

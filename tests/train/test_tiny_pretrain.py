@@ -1,10 +1,18 @@
-"""Language-model pretraining on the env's corpus: packing is exact, copy windows are well formed, the loss goes down."""
+"""The tiny demo's pretraining recipe (examples/tiny_pretrain.py): packing is exact, copy and needle windows are
+well formed, the loss goes down, and the script writes a model ``mem1-agent sft`` loads."""
 
 from __future__ import annotations
 
+import doctest
+import sys
+from pathlib import Path
+
 import pytest
 from mem1_agent.tiny import load_tokenizer
-from mem1_agent.train.pretrain import PretrainConfig, corpus_texts, pack, pretrain
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+import tiny_pretrain  # noqa: E402
+from tiny_pretrain import PretrainConfig, corpus_texts, pack, pretrain  # noqa: E402
 
 
 def test_pack_puts_eos_after_every_text(tiny_model_dir):
@@ -39,16 +47,15 @@ def test_pretrain_checks_its_input(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with pytest.raises(ValueError, match="longer than seq_len"):
         pretrain(model, torch.arange(10), PretrainConfig(seq_len=64, device="cpu"))
-    with pytest.raises(ValueError, match="max_minutes"):
-        PretrainConfig(max_minutes=-1)
-    stopped = pretrain(model, torch.arange(200) % 50, PretrainConfig(seq_len=16, max_steps=99, max_minutes=1e-9,
-                                                                      device="cpu"))
-    assert len(stopped) == 1
+    with pytest.raises(ValueError, match="max_steps >= 1"):
+        PretrainConfig(max_steps=0)
+    stopped = pretrain(model, torch.arange(200) % 50, PretrainConfig(seq_len=16, max_steps=3, device="cpu"))
+    assert len(stopped) == 3
 
 
 def test_copy_windows_repeat_one_block_and_score_only_the_repeats():
     import torch
-    from mem1_agent.train.pretrain import IGNORE, copy_windows
+    from tiny_pretrain import IGNORE, copy_windows
 
     stream = torch.arange(1000, 1100)
     windows, targets = copy_windows(stream, 6, 32, torch.Generator().manual_seed(3))
@@ -75,21 +82,21 @@ def test_pretraining_with_copy_windows_mixes_both_and_checks_the_share(tiny_mode
 
 def test_copy_then_read_skips_a_phase_of_zero_minutes(tiny_model_dir):
     import torch
-    from mem1_agent.train.pretrain import copy_then_read
+    from tiny_pretrain import copy_then_read
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     stream = torch.arange(2000) % 97
-    copying, reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=1e-9, device="cpu")
+    copying, reading = copy_then_read(model, stream, copy_steps=0, read_steps=1, device="cpu")
     assert copying == [] and len(reading) == 1
     with pytest.warns(RuntimeWarning, match="did not fall below 0.3"):  # one step cannot form the circuit
-        copying, reading = copy_then_read(model, stream, copy_minutes=1e-9, read_minutes=0.0, device="cpu")
+        copying, reading = copy_then_read(model, stream, copy_steps=1, read_steps=0, device="cpu")
     assert len(copying) == 1 and reading == []
 
 
 def test_needle_windows_write_one_block_twice_and_score_the_second_copy_apart_from_the_text():
     import torch
-    from mem1_agent.train.pretrain import IGNORE, needle_windows
+    from tiny_pretrain import IGNORE, needle_windows
 
     stream, vocabulary = torch.arange(3000), torch.arange(5000, 5050)  # block ids are told apart from text ids
     windows, text, copy = needle_windows(stream, vocabulary, 20, 64, torch.Generator().manual_seed(1))
@@ -115,7 +122,7 @@ def test_needle_windows_write_one_block_twice_and_score_the_second_copy_apart_fr
 
 def test_pretraining_with_needles_lowers_the_loss_and_checks_its_shape(tiny_model_dir):
     import torch
-    from mem1_agent.train.pretrain import copy_then_read
+    from tiny_pretrain import copy_then_read
     from transformers import AutoModelForCausalLM
 
     with pytest.raises(ValueError, match="needle windows"):
@@ -129,23 +136,29 @@ def test_pretraining_with_needles_lowers_the_loss_and_checks_its_shape(tiny_mode
                                                     needles=True, copy_fraction=0.25, device="cpu"))
     assert len(losses) == 40 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
-    reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=1e-9, device="cpu", needles=True)[1]
+    reading = copy_then_read(model, stream, copy_steps=0, read_steps=1, device="cpu", needles=True)[1]
     assert len(reading) == 1 and reading[0] > 0  # one step of 1024-token windows
-    reading = copy_then_read(model, stream, copy_minutes=0.0, read_minutes=10, device="cpu", needles=True,
-                             read_steps=2)[1]
-    assert len(reading) == 2  # the step count ends the phase long before its minutes
+    reading = copy_then_read(model, stream, copy_steps=0, read_steps=2, device="cpu", needles=True)[1]
+    assert len(reading) == 2  # the step count alone ends the phase
 
 
-def test_adamw_with_warmup_ramps_then_holds_and_the_step_clips():
-    import torch
-    from mem1_agent.train.optim import adamw_with_warmup, clipped_step
+def test_the_doctests_of_the_windows():
+    assert doctest.testmod(tiny_pretrain, raise_on_error=False).failed == 0
 
-    weight = torch.nn.Parameter(torch.zeros(3))
-    optimizer, scheduler = adamw_with_warmup([weight], lr=0.1, weight_decay=0.0, warmup_steps=4)
-    rates = []
-    for _ in range(6):
-        rates.append(scheduler.get_last_lr()[0])
-        (weight * torch.tensor([30.0, 40.0, 0.0])).sum().backward()  # gradient norm 50
-        assert clipped_step([weight], optimizer, scheduler, max_grad_norm=1.0) == 50.0
-        assert weight.grad is None
-    assert rates == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+
+def test_the_script_pretrains_and_writes_a_model_sft_loads(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from mem1_agent.cli import main as cli
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "read"
+    monkeypatch.setattr(sys, "argv", ["tiny_pretrain.py", "--model", str(tiny_model_dir), "--out", str(out),
+                                      "--copy-steps", "2", "--read-steps", "2", "--passages", "300",
+                                      "--device", "cpu"])
+    with pytest.warns(RuntimeWarning, match="copy windows' NLL"):  # 2 steps cannot form the circuit
+        tiny_pretrain.main()
+    printed = capsys.readouterr().out
+    assert "copy windows: " in printed and "reading the corpus (1024-token windows with needles): 2 steps" in printed
+    trained, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not trained.model.embed_tokens.weight.equal(base.model.embed_tokens.weight)
+    assert cli(["sft", "--model", str(out), "--out", str(tmp_path / "sft"), "--episodes", "2", "--epochs", "1",
+                "--max-steps", "1", "--device", "cpu"]) == 0

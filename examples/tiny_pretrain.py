@@ -1,4 +1,10 @@
-"""Next-token pretraining: what a randomly initialised model reads before it clones the oracle.
+"""The tiny demo's pretraining recipe: what a randomly initialised model reads before it clones the oracle.
+
+    python examples/tiny_pretrain.py --model runs/tiny --out runs/tiny-read          # copy, then read (step counts)
+    mem1-agent sft --model runs/tiny-read --out runs/tiny-sft --grounded ...          # then clone the oracle
+
+An example, not a library module: it exists for models built from scratch (``mem1-agent make-tiny``),
+and ``examples/mem1_tiny_demo.py`` imports it.
 
 A real MEM1 run starts from a pretrained LLM that already reads, and copies names from its
 context. A tiny model built from scratch has neither skill, and behaviour cloning alone, with loss
@@ -25,12 +31,13 @@ runs. Nothing here is needed for a real checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,8 +64,6 @@ class PretrainConfig:
     """Gradient clipping norm."""
     max_steps: int = 1000
     """Most optimizer steps."""
-    max_minutes: float | None = None
-    """Stop after the step that crosses this wall time (None: run ``max_steps``)."""
     copy_fraction: float = 0.0
     """Share of each batch's windows that are *copy windows*: a block of ids drawn uniformly from those
     the stream uses, repeated until the window is full, with loss only on the repeats. Nothing but attention to
@@ -83,8 +88,6 @@ class PretrainConfig:
             raise ValueError("need seq_len >= 2, batch_size >= 1 and max_steps >= 1")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError("need lr > 0 and warmup_steps >= 0")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
         if not 0.0 <= self.copy_fraction <= 1.0:
             raise ValueError(f"copy_fraction must be in [0, 1], got {self.copy_fraction}")
         if self.copy_fraction > 0 and self.seq_len < 8:
@@ -203,7 +206,6 @@ def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfi
     optimizer, scheduler = adamw_with_warmup(model.parameters(), config.lr, config.weight_decay, config.warmup_steps)
     generator = torch.Generator().manual_seed(config.seed)
     offsets = torch.arange(config.seq_len + 1)
-    deadline = None if config.max_minutes is None else time.perf_counter() + 60 * config.max_minutes
     losses: list[float] = []
     n_copy = round(config.batch_size * config.copy_fraction)
     vocabulary = stream.unique() if n_copy or config.needles else None  # blocks draw uniformly from the ids the text uses
@@ -225,8 +227,6 @@ def pretrain(model: torch.nn.Module, stream: torch.Tensor, config: PretrainConfi
         losses.append(loss.item())
         if log is not None:
             log({"step": step + 1, "nll": losses[-1], "lr": scheduler.get_last_lr()[0]})
-        if deadline is not None and time.perf_counter() > deadline:
-            break
         if config.stop_below is not None and len(losses) >= 20 and recent_mean(losses) < config.stop_below:
             break
     model.eval()
@@ -242,29 +242,62 @@ NEEDLE_SEQ_LEN = 1024
 """Window of the needle reading phase: longer than a MEM1 context at N = 2 (~770 tokens)."""
 
 
-def copy_then_read(model: torch.nn.Module, stream: torch.Tensor, copy_minutes: float, read_minutes: float,
-                   device: str = "auto", needles: bool = False,
-                   read_steps: int | None = None) -> tuple[list[float], list[float]]:
-    """The pretraining of a model from scratch (the demo's and ``mem1-agent sft --copy-minutes``):
-    copy windows alone until their NLL is below :data:`COPY_STOP_NLL` or ``copy_minutes`` pass, then
-    ``read_minutes`` of corpus windows, :data:`COPY_SHARE` of them copy windows if the copy phase ran;
-    with ``needles``, corpus windows of :data:`NEEDLE_SEQ_LEN` tokens (4 a step, the same tokens) that each
-    carry a needle (:class:`PretrainConfig` ``needles``) instead; ``read_steps`` stops the reading phase after
-    that many steps when it comes before ``read_minutes``. A phase with 0 minutes is skipped. Returns the per-step NLL of each phase; warns (``RuntimeWarning``)
-    when the copy phase hit its time cap before the circuit formed (one run on a loaded host made 344
-    copy steps in 3 minutes, where ~650 in 1.8 are usual)."""
+def copy_then_read(model: torch.nn.Module, stream: torch.Tensor, copy_steps: int, read_steps: int,
+                   device: str = "auto", needles: bool = False) -> tuple[list[float], list[float]]:
+    """The pretraining of a model from scratch (the demo's and this script's): at most ``copy_steps`` of
+    copy windows alone, stopping once their NLL is below :data:`COPY_STOP_NLL`, then ``read_steps`` of corpus
+    windows, :data:`COPY_SHARE` of them copy windows if the copy phase ran; with ``needles``, corpus windows
+    of :data:`NEEDLE_SEQ_LEN` tokens (4 a step, the same tokens) that each carry a needle
+    (:class:`PretrainConfig` ``needles``) instead. A phase with 0 steps is skipped. Step counts, not
+    minutes, so a run gives the same model on a busy machine as on an idle one. Returns the per-step NLL
+    of each phase; warns (``RuntimeWarning``) when the copy phase ended before the circuit formed."""
     copying, reading = [], []
-    if copy_minutes > 0:
-        copying = pretrain(model, stream, PretrainConfig(max_steps=10**9, max_minutes=copy_minutes, device=device,
-                                                         copy_fraction=1.0, stop_below=COPY_STOP_NLL))
+    if copy_steps > 0:
+        copying = pretrain(model, stream, PretrainConfig(max_steps=copy_steps, device=device, copy_fraction=1.0,
+                                                         stop_below=COPY_STOP_NLL))
         if not recent_mean(copying) < COPY_STOP_NLL:
             warnings.warn(f"the copy windows' NLL ({recent_mean(copying):.2f}) did not fall below {COPY_STOP_NLL} "
-                          f"within {copy_minutes} minutes ({len(copying)} steps; ~650 usually do it): the model "
-                          "cannot copy names from its context and SFT will learn little. Raise the copy minutes "
-                          "or rerun on an idle machine.", RuntimeWarning, stacklevel=2)
-    if read_minutes > 0:
+                          f"within {copy_steps} steps (~650 usually do it): the model cannot copy names from its "
+                          "context and SFT will learn little. Raise the copy steps.", RuntimeWarning, stacklevel=2)
+    if read_steps > 0:
         shape = dict(seq_len=NEEDLE_SEQ_LEN, batch_size=4, needles=True) if needles else \
             dict(copy_fraction=COPY_SHARE if copying else 0.0)
-        reading = pretrain(model, stream, PretrainConfig(max_steps=read_steps or 10**9, max_minutes=read_minutes,
-                                                         device=device, **shape))
+        reading = pretrain(model, stream, PretrainConfig(max_steps=read_steps, device=device, **shape))
     return copying, reading
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="model folder (`mem1-agent make-tiny` output)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the pretrained model and its tokenizer")
+    parser.add_argument("--copy-steps", type=int, default=2000,
+                        help="at most N steps of copy windows, stopping once their NLL is below 0.3 (0: skip)")
+    parser.add_argument("--read-steps", type=int, default=360,
+                        help="then N steps of next-token training on the synthetic world's corpus (0: skip)")
+    parser.add_argument("--no-needles", dest="needles", action="store_false",
+                        help="read 256-token windows, a quarter copy windows, instead of 1024-token windows that each "
+                             "carry a needle (the demo's choice: copying across a whole MEM1 context)")
+    parser.add_argument("--passages", type=int, default=None, help="corpus passages to read (default: all 20k)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args()
+
+    from transformers import AutoModelForCausalLM
+
+    from mem1_agent.tiny import TOKENIZER_SUBDIR, load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model)
+    stream = pack(corpus_texts(args.passages), tokenizer)
+    copying, reading = copy_then_read(model, stream, args.copy_steps, args.read_steps, args.device,
+                                      needles=args.needles)
+    reading_name = "reading the corpus" + (f" ({NEEDLE_SEQ_LEN}-token windows with needles)" if args.needles else "")
+    for name, nll in (("copy windows", copying), (reading_name, reading)):
+        if nll:
+            print(f"{name}: {len(nll)} steps, nll {nll[0]:.3f} -> {recent_mean(nll):.3f}", flush=True)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(str(args.out / TOKENIZER_SUBDIR))
+    print(f"model written to {args.out}; clone the oracle with `mem1-agent sft --model {args.out} ...`")
+
+
+if __name__ == "__main__":
+    main()
