@@ -51,7 +51,7 @@ def queries_of(world, limit: int) -> list[str]:
 def encoded(world, cache: Path, config, limit_queries: int, available_only: bool):
     """(passage shards as one array source, query vectors (Q, D)), encoded once and cached.
     ``available_only``: the passages of the shards already encoded, none encoded now."""
-    from mem1_gym.retrieval.base import iter_corpus
+    from mem1_gym.retrieval import iter_corpus
     from mem1_gym.retrieval.build import corpus_fingerprint
     from mem1_gym.retrieval.dense import Encoder
     from mem1_gym.retrieval.dense_build import VectorBlocks, encode_shards

@@ -6,8 +6,9 @@
 Nothing heavy is imported here: each backend imports its library when first used.
 """
 
-from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever, iter_corpus
+from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever
 from mem1_gym.retrieval.build import BACKENDS, build_index, default_index_dir, load_retriever, make_retriever
+from mem1_gym.retrieval.docstore import iter_corpus
 
 __all__ = [
     "BACKENDS",

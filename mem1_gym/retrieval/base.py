@@ -11,13 +11,12 @@ terms (default :data:`MAX_QUERY_TERMS`).
 from __future__ import annotations
 
 import abc
-import gzip
+import functools
 import itertools
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, Iterable, Iterator, Sequence, TypeVar
+from typing import Hashable, Iterable, Sequence, TypeVar
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -90,38 +89,12 @@ def weighted_terms(terms: Iterable[_T], max_terms: int = MAX_QUERY_TERMS) -> dic
     return dict(itertools.islice(Counter(terms).items(), max_terms))
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def iter_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
-    """Yield ``(id, contents)`` from a corpus jsonl (optionally ``.gz``), with errors that name the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"corpus not found at {path}; pass corpus_path= a Search-R1-format jsonl "
-            f"({{\"id\", \"contents\"}} per line), or omit it to use the embedded synthetic world"
-        )
-    with _open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                yield str(row["id"]), row["contents"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise RetrievalError(
-                    f"corpus {path} line {line_no} is not a {{\"id\", \"contents\"}} JSON object ({err}); "
-                    f"fix or regenerate the file"
-                ) from err
-
-
 class Corpus:
-    """All passages of a corpus in memory, addressable by row (index backends store rows).
+    """All passages of a small corpus in memory, addressable by row (index backends store rows).
 
-    Built indexes read passages through :class:`~mem1_gym.retrieval.docstore.DocStore` instead
-    (same ``doc(row)``/``len``/``path``, memory-mapped); this class remains for builds that need
-    every passage at once (bm25s, dense encoding), the mini-web and indexes built elsewhere."""
+    For tests and corpora made in code. Every index, server and the mini-web read passages through
+    a memory-mapped :class:`~mem1_gym.retrieval.docstore.DocStore` instead (the same ``doc(row)``,
+    ``row_of(id)``, ``len`` and ``path``): no library code path loads a corpus file this way."""
 
     def __init__(self, ids: list[str], contents: list[str], path: Path | None = None):
         if len(ids) != len(contents):
@@ -132,12 +105,12 @@ class Corpus:
 
     @classmethod
     def load(cls, path: str | Path) -> "Corpus":
+        from mem1_gym.retrieval.docstore import iter_corpus  # docstore imports this module
+
         ids, contents = [], []
         for doc_id, text in iter_corpus(path):
             ids.append(doc_id)
             contents.append(text)
-        if not ids:
-            raise RetrievalError(f"corpus {path} is empty; it needs at least one {{\"id\", \"contents\"}} line")
         return cls(ids, contents, Path(path))
 
     def __len__(self) -> int:
@@ -145,3 +118,10 @@ class Corpus:
 
     def doc(self, row: int, score: float | None = None) -> Doc:
         return Doc.from_contents(self.ids[row], self.contents[row], score)
+
+    def row_of(self, doc_id: str) -> int | None:
+        return self._rows.get(str(doc_id))
+
+    @functools.cached_property
+    def _rows(self) -> dict[str, int]:
+        return {doc_id: row for row, doc_id in enumerate(self.ids)}

@@ -2,7 +2,12 @@
 
 Scoring is Lucene's BM25 with Lucene's defaults k1=0.9, b=0.4, the values pyserini (and so
 Search-R1's BM25 server, reference/search-r1.md §3.3) uses, so that this backend and the pyserini
-backend rank passages alike. Row ``i`` of the index is row ``i`` of the :class:`Corpus`.
+backend rank passages alike. Row ``i`` of the index is row ``i`` of the corpus.
+
+Memory: the token ids of every passage and the score matrix are in RAM while building (bm25s'
+design, hence :func:`check_fits_in_memory`), the passage texts never: the build tokenizes the
+corpus stream one passage at a time, and search reads the passages it returns from the
+memory-mapped :class:`~mem1_gym.retrieval.docstore.DocStore`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -26,6 +31,7 @@ from mem1_gym.retrieval.base import (
     check_bm25_parameters,
     weighted_terms,
 )
+from mem1_gym.retrieval.docstore import DocStore
 
 # The options fixed when the index is built; a different value at load time needs a rebuild.
 BUILD_PARAMS = ("k1", "b", "stemmer")
@@ -130,6 +136,45 @@ def check_fits_in_memory(corpus_path: str | Path) -> None:
         )
 
 
+def build_bm25_index(passages: Iterable[tuple[str, str]], out_dir: str | Path, config: BM25Config) -> dict:
+    """Index the ``(id, contents)`` stream ``passages`` into ``out_dir``; return the build parameters.
+    The passages are read once, one at a time, and their text is not kept."""
+    config = config.resolved()
+    model = _index(_tokenize((contents for _, contents in passages), config), config)
+    return BM25Retriever(model, None, config).save(out_dir)
+
+
+def _tokenize(texts: Iterable[str], config: BM25Config) -> tuple[list[list[int]], dict[str, int]]:
+    """(term ids of each text, vocabulary): what ``bm25s.tokenize`` returns (lowercase,
+    :data:`_TOKEN_PATTERN`, English stopwords removed, then stemmed), from a stream of texts.
+
+    The same steps as bm25s (each distinct word stemmed once, at the end, then the ids mapped in
+    place), but bm25s' tokenizer takes a list of all the texts; here each text is freed once split.
+    Term ids come in another order than bm25s' (a set's), which changes no score.
+    """
+    stopwords = _stopwords()
+    word_ids: dict[str, int] = {}  # word as written -> its id; the ints are shared, not one per token
+    token_ids = [
+        [word_ids.setdefault(w, len(word_ids)) for w in _TOKEN_RE.findall(text.lower()) if w not in stopwords]
+        for text in texts
+    ]
+    stem = _stemmer(config.stemmer)
+    words = list(word_ids)
+    vocab: dict[str, int] = {}
+    term_of = [vocab.setdefault(term, len(vocab)) for term in (stem.stemWords(words) if stem else words)]
+    for ids in token_ids:
+        ids[:] = [term_of[i] for i in ids]
+    return token_ids, vocab
+
+
+def _index(tokens: tuple[list[list[int]], dict[str, int]], config: BM25Config):
+    import bm25s
+
+    model = bm25s.BM25(k1=config.k1, b=config.b, method="lucene")
+    model.index(tokens, show_progress=False)
+    return model
+
+
 def _stemmer(name: str):
     if name == "none":
         return None
@@ -149,7 +194,7 @@ class BM25Retriever(Retriever):
 
     name = "bm25s"
 
-    def __init__(self, model, corpus: Corpus, config: BM25Config):
+    def __init__(self, model, corpus: DocStore | Corpus | None, config: BM25Config):
         if config.stemmer == "auto":
             raise ValueError("pass config.resolved(): the stemmer must be decided before indexing")
         self._model = model
@@ -159,21 +204,10 @@ class BM25Retriever(Retriever):
 
     @classmethod
     def from_corpus(cls, corpus: Corpus, config: BM25Config = BM25Config()) -> "BM25Retriever":
-        """Index ``corpus`` in memory (about 1 s per 100k short passages on 2 cores)."""
-        import bm25s
-
+        """Index an in-memory ``corpus`` (about 1 s per 100k short passages on 2 cores)."""
         config = config.resolved()
-        tokens = bm25s.tokenize(
-            corpus.contents,
-            lower=True,
-            token_pattern=_TOKEN_PATTERN,
-            stopwords="en",
-            stemmer=_stemmer(config.stemmer),
-            show_progress=False,
-        )
-        model = bm25s.BM25(k1=config.k1, b=config.b, method="lucene")
-        model.index(tokens, show_progress=False)
-        return cls(model, corpus, config)
+        texts = (corpus.doc(row).contents for row in range(len(corpus)))
+        return cls(_index(_tokenize(texts, config), config), corpus, config)
 
     def save(self, out_dir: str | Path) -> dict:
         """Write the index into ``out_dir`` (the corpus is not copied); return its build parameters."""
@@ -185,7 +219,7 @@ class BM25Retriever(Retriever):
         return params
 
     @classmethod
-    def load(cls, index_dir: str | Path, corpus: Corpus, **overrides) -> "BM25Retriever":
+    def load(cls, index_dir: str | Path, corpus: DocStore | Corpus, **overrides) -> "BM25Retriever":
         """Load an index written by :meth:`save`; ``overrides`` may change search-time options."""
         import bm25s
 

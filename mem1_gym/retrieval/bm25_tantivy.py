@@ -12,6 +12,12 @@ Lucene and are handled here:
   float32. The candidates' term counts come from ``terms.txt``, each passage's analysed terms on
   one line (memory-mapped, ~80% of the corpus size on disk): re-analysing their text instead cost
   ~200 us per candidate, 27 ms per query at 100 candidates (measured on 2 busy cores).
+* **Speed on full questions.** Their common words ("what", "year": half of all passages) were 9/10
+  of a question's time at 1M passages: tantivy cannot skip postings blocks of a word that matches
+  in every block. So only the rarer terms choose the candidates (tantivy walks their postings and
+  seeks into the common ones, which still rank them), and when the k-th re-scored passage does not
+  beat the sum of the common terms' weights, which bounds a passage holding only those, the query
+  is asked again with every term (see ``common_share``): 152 -> 983 full questions/s at 1M.
 * **Analysis.** tantivy's tokenizers are not Lucene's English analyzer, so passages are analysed
   here (:func:`lucene_terms`: UAX#29-like words, possessive ``'s`` dropped, lowercase, Lucene's 33
   English stopwords, Porter stemming as Lucene's ``PorterStemFilter``) and tantivy indexes the
@@ -81,9 +87,16 @@ class TantivyConfig:
     the queries of a batch (tantivy releases the GIL while it searches: 1.85x on 2 cores)."""
     max_query_terms: int = MAX_QUERY_TERMS
     """Distinct terms of a query that are scored (the first ones); bounds the cost of a query."""
+    common_share: float = 0.4
+    """Share of a query's total term weight that its lowest-weight terms may hold and still only
+    rank tantivy's candidates, not choose them (0: every term chooses). At 0.4 a full question at
+    1M passages took 1/6 of the time and no synthetic query needed the exhaustive retry; 0.5 retried
+    82% of the two-word hop queries at 100k, 0.6 half of the full questions at 1M."""
 
     def __post_init__(self) -> None:
         check_bm25_parameters(self.k1, self.b)
+        if not 0 <= self.common_share < 1:
+            raise ValueError(f"common_share must be in [0, 1), got {self.common_share}")
         for name in ("candidates", "threads", "max_query_terms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -125,6 +138,21 @@ def _lucene_length(n_terms: int) -> int:
         return n_terms
     shift = rest.bit_length() - 4
     return 24 + (((rest >> shift) & 0x07 | 0x08) << shift)
+
+
+def _common_terms(weights: dict[str, float], share: float) -> set[str]:
+    """The query terms tantivy need not see to choose candidates: the lowest-weight ones whose
+    weights sum to at most ``share`` of all. A passage holding none of the others scores below that
+    sum, under the passages that hold the rare terms, and the caller checks it did (else it asks
+    again with every term). Common words ("year" in half the passages) are most of a full question's
+    postings; tantivy's block-max pruning barely skips them because every block has a match."""
+    budget, total, common = share * sum(weights.values()), 0.0, set()
+    for term in sorted(weights, key=weights.get):
+        total += weights[term]
+        if total > budget:
+            break
+        common.add(term)
+    return common
 
 
 def _analyzer(tantivy):
@@ -179,7 +207,7 @@ def build_tantivy_index(passages: Iterable[str], out_dir: str | Path, config: Ta
     stats = {"n_docs": n_docs, "avgdl": n_terms / max(n_docs, 1), "analyzer": ANALYZER, "k1": config.k1, "b": config.b}
     (out_dir / _PARAMS_FILE).write_text(json.dumps(stats))
     params = asdict(config)
-    for name in ("max_query_terms", "candidates"):  # limits of the searcher, not of the index
+    for name in ("max_query_terms", "candidates", "common_share"):  # options of the searcher, not of the index
         del params[name]
     return {**params, "analyzer": ANALYZER}
 
@@ -239,46 +267,69 @@ class TantivyRetriever(Retriever):
         return ThreadPoolExecutor(self.config.threads, thread_name_prefix="tantivy-search")
 
     def _search_one(self, query: str, k: int) -> list[Doc]:
-        terms = weighted_terms(lucene_terms(query), self.config.max_query_terms)
+        counts = weighted_terms(lucene_terms(query), self.config.max_query_terms)
+        dfs = {term: self._searcher.doc_freq("body", term) for term in counts}
+        terms = {term: count for term, count in counts.items() if dfs[term]}  # the others match nothing
         if not terms:
             return []
+        # Lucene's BM25 weight (count x idf) bounds what a term adds to any passage's score.
+        weights = {term: float(np.float32(count * self._idf(dfs[term]))) for term, count in terms.items()}
+        common = _common_terms(weights, self.config.common_share)
+        scored = self._rescore(self._propose(terms, common, k), weights)
+        # 1e-6: the float32 rounding of a score of only common terms could just reach their sum.
+        if common and (len(scored) < k or -scored[k - 1][0] <= sum(weights[t] for t in common) * (1 + 1e-6)):
+            # A passage with only common terms could still reach the top k: propose from all passages.
+            scored = self._rescore(self._propose(terms, set(), k), weights)
+        return [self._store.doc(row, float(-neg)) for neg, row in scored[:k]]
+
+    def _propose(self, terms: dict[str, int], common: set[str], k: int) -> list[int]:
+        """Corpus rows of tantivy's best ``candidates`` passages (its own BM25 over all ``terms``)
+        among those that hold a term not in ``common``. tantivy then walks only the rare terms'
+        postings and skips through the common ones; ``count=False`` lets it skip blocks too."""
         tantivy = self._tantivy
-        clauses = []
+        rare, frequent = [], []
         for term, count in terms.items():
             clause = tantivy.Query.term_query(self._schema, "body", term)
             if count > 1:
                 clause = tantivy.Query.boost_query(clause, float(count))
-            clauses.append((tantivy.Occur.Should, clause))
-        hits = self._searcher.search(tantivy.Query.boolean_query(clauses), max(k, self.config.candidates)).hits
-        if not hits:
-            return []
-        rows = np.asarray(self._searcher.fast_field_values("row", [address for _, address in hits]), dtype=np.int64)
-        weights = {b" %s " % t.encode(): float(np.float32(n * self._idf(t))) for t, n in terms.items()}
-        starts, ends = self._term_offsets[rows].tolist(), (self._term_offsets[rows + 1] - 1).tolist()
-        scored = sorted(  # best first; ties by corpus row, like the other backends
-            (-self._score(self._terms[a:b], weights), row) for a, b, row in zip(starts, ends, rows.tolist())
-        )
-        return [self._store.doc(row, float(-neg)) for neg, row in scored[:k]]
+            (frequent if term in common else rare).append((tantivy.Occur.Should, clause))
+        query = tantivy.Query.boolean_query(rare)
+        if frequent:
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), *frequent])
+        hits = self._searcher.search(query, max(k, self.config.candidates), count=False).hits
+        return self._searcher.fast_field_values("row", [address for _, address in hits]) if hits else []
 
-    def _idf(self, term: str) -> np.float32:
-        df = self._searcher.doc_freq("body", term)
+    def _rescore(self, rows: list[int], weights: dict[str, float]) -> list[tuple[float, int]]:
+        """(-score, row) of ``rows`` by Lucene's BM25Scorer over all query terms, best first, ties by
+        corpus row like the other backends: ``weight - weight / (1 + tf * normInverse)`` summed over
+        the terms from float32 weights and norms, rounded to float32 as Lucene returns it. The loop
+        is plain Python floats over ``bytes.count``: numpy scalars cost ~1 us per operation."""
+        if not rows:
+            return []
+        needles = [(b" %s " % t.encode(), w) for t, w in weights.items()]
+        index = np.asarray(rows, dtype=np.int64)
+        starts, ends = self._term_offsets[index].tolist(), (self._term_offsets[index + 1] - 1).tolist()
+        lines, norm_inverse, totals = self._terms, self._norm_inverse, []
+        for a, b in zip(starts, ends):
+            line = lines[a:b]
+            n_terms = line.count(b" ") >> 1
+            inverse = norm_inverse.get(n_terms) or self._norm_inverse_of(n_terms)
+            total = 0.0
+            for needle, weight in needles:
+                tf = line.count(needle)
+                if tf:
+                    total += weight - weight / (1.0 + tf * inverse)
+            totals.append(total)
+        return sorted(zip((-score for score in np.asarray(totals, dtype=np.float32).tolist()), rows))
+
+    def _idf(self, df: int) -> np.float32:
         return np.float32(np.log1p((self._n_docs - df + 0.5) / (df + 0.5)))
 
-    def _score(self, line: bytes, weights: dict[bytes, float]) -> float:
-        """Lucene's BM25Scorer, ``weight - weight / (1 + tf * normInverse)`` summed over the terms,
-        from float32 weights and norms, rounded to float32 as Lucene returns it. The arithmetic is
-        in Python floats: numpy scalars cost ~1 us per operation, most of a query's time."""
-        n_terms = line.count(b" ") // 2
-        inverse = self._norm_inverse.get(n_terms)
-        if inverse is None:
-            k1, b, length = self.config.k1, self.config.b, _lucene_length(n_terms)
-            inverse = self._norm_inverse[n_terms] = float(np.float32(1 / (k1 * ((1 - b) + b * length / self._avgdl))))
-        total = 0.0
-        for term, weight in weights.items():
-            tf = line.count(term)
-            if tf:
-                total += weight - weight / (1.0 + tf * inverse)
-        return float(np.float32(total))
+    def _norm_inverse_of(self, n_terms: int) -> float:
+        """1 / (k1 (1 - b + b dl / avgdl)) in float32 for a passage of ``n_terms``, cached."""
+        k1, b, length = self.config.k1, self.config.b, _lucene_length(n_terms)
+        inverse = self._norm_inverse[n_terms] = float(np.float32(1 / (k1 * ((1 - b) + b * length / self._avgdl))))
+        return inverse
 
     def close(self) -> None:
         if "_pool" in self.__dict__:

@@ -19,18 +19,16 @@ import hashlib
 import importlib
 import json
 import logging
-import re
 import shutil
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from mem1_gym.data.cache import cache_dir
 from mem1_gym.data.manifest import MANIFEST_FILE, build_lock, chunk_digest, find_problem, replace_dir, write_manifest
-from mem1_gym.retrieval.base import Corpus, RetrievalError, Retriever
+from mem1_gym.retrieval.base import RetrievalError, Retriever
 from mem1_gym.retrieval.dense_build import build_dense_index, partial_dir
-from mem1_gym.retrieval.docstore import CorpusStream, DocStore
+from mem1_gym.retrieval.docstore import CorpusStream, DocStore, corpus_cache_dir, open_docstore
 
 BACKENDS = ("bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8")
 META_FILE = "meta.json"
@@ -92,13 +90,7 @@ def corpus_fingerprint(corpus_path: str | Path) -> dict:
 def default_index_dir(corpus_path: str | Path, backend: str) -> Path:
     """``cache_dir()/indexes/<corpus name>-<key>/<backend>``; the key changes when the corpus file does."""
     _check_backend(backend)
-    path = Path(corpus_path).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus not found at {path}; pass a Search-R1-format jsonl")
-    stat = path.stat()
-    key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.removesuffix(".gz").removesuffix(".jsonl"))
-    return cache_dir() / "indexes" / f"{name}-{key}" / backend
+    return corpus_cache_dir(corpus_path) / backend
 
 
 def rebuild_command(backend: str, corpus_path: str | Path | None, out_dir: str | Path) -> str:
@@ -174,14 +166,8 @@ def _build_files(backend: str, stream: CorpusStream, out_dir: Path, config, from
         source = from_index if from_index is not None else _sibling_index(backend, stream.path, config)
         spec = {"corpus": corpus_fingerprint(stream.path)}
         return build_dense_index(stream, out_dir, config, work_dir, source, spec)
-    module.check_fits_in_memory(stream.path)  # bm25s holds everything in RAM: refuse before swapping
-    # bm25s takes the whole corpus text at once (it is freed after the build)
-    ids, contents = [], []
-    for doc_id, text in stream:
-        ids.append(doc_id)
-        contents.append(text)
-    corpus = Corpus(ids, contents, stream.path)
-    return module.BM25Retriever.from_corpus(corpus, config).save(out_dir)
+    module.check_fits_in_memory(stream.path)  # bm25s holds its whole index in RAM: refuse before swapping
+    return module.build_bm25_index(stream, out_dir, config)
 
 
 def _sibling_index(backend: str, corpus_path: Path, config) -> Path | None:
@@ -328,10 +314,9 @@ def load_retriever(backend: str, index_dir: str | Path, corpus_path: str | Path 
 
 def _checked_corpus(
     meta: dict, corpus_path: Path, index_dir: Path, command: str, needed: bool
-) -> DocStore | Corpus | None:
-    """The passages by row, proven to be the corpus indexed: the index's memory-mapped docstore, or
-    the corpus in memory for an index built before docstores; a Lucene index (raw stored) can do
-    without either."""
+) -> DocStore | None:
+    """The passages by row, proven to be the corpus indexed: the index's memory-mapped docstore (or,
+    for an index built before docstores, the corpus's own); a Lucene index (raw stored) needs none."""
     if not corpus_path.is_file():
         if not needed:
             return None
@@ -346,7 +331,7 @@ def _checked_corpus(
         )
     if not needed:
         return None
-    corpus = DocStore(index_dir, corpus_path) if DocStore.exists(index_dir) else Corpus.load(corpus_path)
+    corpus = open_docstore(corpus_path, index_dir)  # an index built before docstores gets the corpus's own
     if len(corpus) != recorded["n_docs"]:
         raise RetrievalError(
             f"the corpus {corpus_path} has {len(corpus)} passages but the index at {index_dir} has "
@@ -361,9 +346,9 @@ def _open_foreign(backend: str, index_dir: Path, corpus_path, options: dict) -> 
         if corpus_path is None:
             raise ValueError(f"a FAISS index file ({index_dir}) needs corpus_path= the corpus it was built from")
         config = _backend_config(backend, options)
-        return _module(backend).DenseRetriever.from_index_file(index_dir, Corpus.load(corpus_path), config)
+        return _module(backend).DenseRetriever.from_index_file(index_dir, open_docstore(corpus_path), config)
     if backend == "pyserini" and not (index_dir / META_FILE).exists() and any(index_dir.glob("segments_*")):
-        corpus = Corpus.load(corpus_path) if corpus_path is not None else None
+        corpus = open_docstore(corpus_path) if corpus_path is not None else None
         return _module(backend).LuceneRetriever(index_dir, corpus, _backend_config(backend, options))
     return None
 

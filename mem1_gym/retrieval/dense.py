@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mem1_gym.retrieval.base import Corpus, Doc, RetrievalError, Retriever
+from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
+from mem1_gym.retrieval.docstore import DocStore
 
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"  # recorded in meta.json instead of a site-packages path
 BUILD_PARAMS = (
@@ -208,11 +209,12 @@ def _bundled_model_path() -> str:
 
 
 class DenseRetriever(Retriever):
-    """Inner-product search over normalised embeddings; row ``i`` of the index is corpus row ``i``."""
+    """Inner-product search over normalised embeddings; row ``i`` of the index is corpus row ``i``,
+    whose text is read from the docstore only for the passages returned."""
 
     name = "faiss"
 
-    def __init__(self, index, corpus: Corpus, encoder: Encoder, config: DenseConfig):
+    def __init__(self, index, corpus: DocStore, encoder: Encoder, config: DenseConfig):
         faiss = _import_faiss()
         if index.d != encoder.dim:
             raise RetrievalError(
@@ -236,10 +238,10 @@ class DenseRetriever(Retriever):
 
     @classmethod
     def from_index_file(
-        cls, index_file: str | Path, corpus: Corpus, config: DenseConfig = DenseConfig()
+        cls, index_file: str | Path, corpus: DocStore, config: DenseConfig = DenseConfig()
     ) -> "DenseRetriever":
-        """Open any FAISS inner-product index file, e.g. Search-R1's ``e5_Flat.index`` with ``wiki-18.jsonl``."""
-        faiss = _import_faiss()
+        """Open any FAISS inner-product index file, e.g. Search-R1's ``e5_Flat.index`` with ``wiki-18.jsonl``
+        (whose passages ``corpus`` reads by row, memory-mapped)."""
         index_file = Path(index_file)
         if not index_file.is_file():
             raise RetrievalError(f"FAISS index file not found at {index_file}")
@@ -255,7 +257,7 @@ class DenseRetriever(Retriever):
         return write_index_dir(self._cpu_index, out_dir, params)
 
     @classmethod
-    def load(cls, index_dir: str | Path, corpus: Corpus, **overrides) -> "DenseRetriever":
+    def load(cls, index_dir: str | Path, corpus: DocStore, **overrides) -> "DenseRetriever":
         """Open an index written by :meth:`save`; ``overrides`` may change search-time options."""
         params = json.loads((Path(index_dir) / _PARAMS_FILE).read_text())
         params.pop("dim")

@@ -10,7 +10,11 @@ offset, so its lines are copied, uncompressed, into the index directory (``passa
 :class:`CorpusStream` is the one reader for builds: a single pass in chunks of lines, a progress
 bar with ETA (tqdm in a terminal, else a log line every 5%), the docstore written as it goes, and
 a line that is not an ``{"id", "contents"}`` object stops the build with its line number, or, with
-``skip_bad_lines``, is skipped and counted.
+``skip_bad_lines``, is skipped and counted. :func:`iter_corpus` is the same reader without a docstore.
+
+A corpus opened without an index of ours (Search-R1's ``e5_Flat.index``, a Lucene index without raw
+documents, the mini-web) gets a docstore of its own, built once into the cache by
+:func:`open_docstore`: no code path loads a corpus's text into memory.
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ import hashlib
 import json
 import logging
 import mmap
+import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from mem1_gym.data.cache import cache_dir
+from mem1_gym.data.manifest import build_lock, replace_dir
 from mem1_gym.retrieval.base import Doc, RetrievalError
 
 OFFSETS_FILE = "docstore_offsets.u64"
@@ -38,8 +47,37 @@ _BUFFER = 1 << 20  # offsets written per 128k passages: the build holds no per-p
 _log = logging.getLogger(__name__)
 
 
-def _id_hash(doc_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little")
+def key_hash(key: str) -> int:
+    """A 64-bit hash of ``key`` (the same on every machine and run, unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+def sorted_hash_rows(hashes: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The (2, N) table of :class:`HashRows` for ``hashes[i]``, the key hash of row ``rows[i]``
+    (default: row ``i``; given in ascending order): hashes sorted, then their rows. Equal hashes keep
+    row order (a stable sort), so the first match is the lowest row."""
+    order = np.argsort(hashes, kind="stable")
+    return np.stack([hashes[order], (order if rows is None else rows[order]).astype("<u8")])
+
+
+class HashRows:
+    """Rows by key through a sorted (2, N) table of 64-bit key hashes (memory-mapped or in memory):
+    8 bytes a row for an id map or a title map, where a Python dict takes ~100."""
+
+    def __init__(self, table: np.ndarray):
+        self._hashes, self._rows = table
+
+    @classmethod
+    def open(cls, path: str | Path) -> "HashRows":
+        return cls(np.memmap(path, dtype="<u8", mode="r").reshape(2, -1))
+
+    def candidates(self, key: str) -> Iterator[int]:
+        """The rows whose key hashes like ``key``, lowest first; the caller checks the key itself."""
+        target = np.uint64(key_hash(key))
+        i = int(np.searchsorted(self._hashes, target))
+        while i < len(self._hashes) and self._hashes[i] == target:
+            yield int(self._rows[i])
+            i += 1
 
 
 def _bad_line(path: Path, line_no: int, why: str) -> RetrievalError:
@@ -126,7 +164,7 @@ class CorpusStream:
                             copy.write(line)
                             position += len(line)
                         pending.append(start)
-                        hashes.append(_id_hash(parsed[0]))
+                        hashes.append(key_hash(parsed[0]))
                         if len(pending) * 8 >= _BUFFER:
                             offsets.write(np.asarray(pending, dtype="<u8").tobytes())
                             pending.clear()
@@ -162,8 +200,7 @@ class CorpusStream:
         return str(doc_id), contents
 
     def _write_ids(self, hashes: np.ndarray, gz: bool) -> None:
-        order = np.argsort(hashes, kind="stable")
-        np.stack([hashes[order], order.astype("<u8")]).tofile(self.out_dir / IDS_FILE)
+        sorted_hash_rows(hashes).tofile(self.out_dir / IDS_FILE)
         info = {"n_docs": self.n_docs, "skipped_lines": self.skipped, "copy": gz}
         (self.out_dir / STORE_FILE).write_text(json.dumps(info) + "\n")
 
@@ -173,7 +210,7 @@ class DocStore:
     through memory maps: resident memory grows with the passages read, not with the corpus."""
 
     def __init__(self, index_dir: str | Path, corpus_path: str | Path):
-        index_dir = Path(index_dir)
+        self.dir = index_dir = Path(index_dir)
         info = json.loads((index_dir / STORE_FILE).read_text())
         self.path = index_dir / COPY_FILE if info["copy"] else Path(corpus_path)
         self._offsets = np.memmap(index_dir / OFFSETS_FILE, dtype="<u8", mode="r")
@@ -181,7 +218,7 @@ class DocStore:
             raise RetrievalError(
                 f"the docstore of {index_dir} has {len(self._offsets)} rows, {info['n_docs']} when built; rebuild the index"
             )
-        self._ids = np.memmap(index_dir / IDS_FILE, dtype="<u8", mode="r").reshape(2, -1)
+        self._ids = HashRows.open(index_dir / IDS_FILE)
         with open(self.path, "rb") as f:
             self._text = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
@@ -206,15 +243,45 @@ class DocStore:
 
     def row_of(self, doc_id: str) -> int | None:
         """The row of passage ``doc_id``, or None: a binary search of the hashes, then the line checked."""
-        hashes, rows = self._ids
-        key = np.uint64(_id_hash(str(doc_id)))
-        i = int(np.searchsorted(hashes, key))
-        while i < len(hashes) and hashes[i] == key:
-            row = int(rows[i])
-            if str(self.row_json(row)["id"]) == str(doc_id):
-                return row
-            i += 1
-        return None
+        doc_id = str(doc_id)
+        return next((row for row in self._ids.candidates(doc_id) if str(self.row_json(row)["id"]) == doc_id), None)
 
     def close(self) -> None:
         self._text.close()
+
+
+def iter_corpus(corpus_path: str | Path, *, skip_bad_lines: bool = False) -> CorpusStream:
+    """``(id, contents)`` of each passage of a corpus jsonl(.gz), read once in a stream, nothing kept."""
+    return CorpusStream(corpus_path, skip_bad_lines=skip_bad_lines, desc="reading")
+
+
+def corpus_cache_dir(corpus_path: str | Path) -> Path:
+    """``cache_dir()/indexes/<corpus name>-<key>``, where the indexes and the docstore of a corpus
+    are cached; the key changes when the corpus file does (path, size, modification time)."""
+    path = Path(corpus_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus not found at {path}; pass a Search-R1-format jsonl")
+    stat = path.stat()
+    key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.removesuffix(".gz").removesuffix(".jsonl"))
+    return cache_dir() / "indexes" / f"{name}-{key}"
+
+
+def open_docstore(corpus_path: str | Path, index_dir: str | Path | None = None) -> DocStore:
+    """The docstore of ``index_dir`` when it has one, else the corpus's own in
+    ``corpus_cache_dir(corpus_path)/docstore``, built there once (one streamed pass, in a temporary
+    folder renamed into place, under a lock: a killed build leaves nothing that opens)."""
+    if index_dir is not None and DocStore.exists(index_dir):
+        return DocStore(index_dir, corpus_path)
+    store_dir = corpus_cache_dir(corpus_path) / "docstore"
+    if not DocStore.exists(store_dir):
+        with build_lock(store_dir):
+            if not DocStore.exists(store_dir):  # another process may have built it while we waited
+                tmp = Path(tempfile.mkdtemp(prefix=".docstore.building-", dir=store_dir.parent))
+                try:
+                    for _ in CorpusStream(corpus_path, tmp, desc="docstore of"):
+                        pass
+                    replace_dir(tmp, store_dir)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    return DocStore(store_dir, corpus_path)

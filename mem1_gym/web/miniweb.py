@@ -19,26 +19,36 @@ HTTP server in :mod:`mem1_gym.web.server` serves it.
   characters and ``num`` an integer in [1, ``max_results``] (else 422); the search backend scores
   at most :data:`~mem1_gym.retrieval.base.MAX_QUERY_TERMS` distinct terms of a query, each once.
 
-Memory: the corpus is held in memory twice (here and in the index), which is fine for the
-synthetic world (17 MB) and for corpora of a few million passages, not for all of wiki-18.
+Memory (issue 20): no passage text is held. Pages read their passage, its neighbours' titles and
+the titles they link to from the corpus's memory-mapped :class:`~mem1_gym.retrieval.docstore.DocStore`;
+the "See also" lookup goes through a map of title hashes to rows (16 bytes a passage, on disk next to
+the docstore, built in one pass the first time the corpus is served).
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import html
+import logging
+import os
 import re
 import threading
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+import numpy as np
+
 from mem1_gym.retrieval.base import Corpus, Retriever, weighted_terms
+from mem1_gym.retrieval.docstore import DocStore, HashRows, key_hash, open_docstore, sorted_hash_rows
 
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MAX_TITLE_WORDS = 8  # longer titles are not looked for in running text
 _NEIGHBOURS = 10  # other sections of an article are looked for this many rows either side
 _MATCH_PREFIX = 5  # "independent" matches "independence": a cheap stand-in for stemming in snippets
+TITLES_FILE = "miniweb_titles.u64"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,30 +107,24 @@ def _key(words: list[str]) -> str:
 
 
 class MiniWebSite:
-    """Pages and search over one corpus; thread-safe (searches are serialised, pages are read-only)."""
+    """Pages and search over one corpus; thread-safe (searches are serialised, pages are read-only).
+    ``corpus``: a :class:`DocStore` (what :meth:`load` opens) or, for small corpora made in code, a
+    :class:`Corpus`."""
 
-    def __init__(self, corpus: Corpus, retriever: Retriever, config: MiniWebConfig = MiniWebConfig()):
+    def __init__(self, corpus: DocStore | Corpus, retriever: Retriever, config: MiniWebConfig = MiniWebConfig()):
         self.corpus, self.config = corpus, config
         self._retriever = retriever
         self._lock = threading.Lock()  # backends need not be thread-safe (retrieval/server.py)
-        self._rows = {doc_id: row for row, doc_id in enumerate(corpus.ids)}
-        self._titles: list[str] = []
-        self._title_rows: dict[str, int] = {}
-        for row, contents in enumerate(corpus.contents):
-            title = _plain_title(contents.partition("\n")[0])
-            self._titles.append(title)
-            words = _WORD.findall(title)
-            if 0 < len(words) <= _MAX_TITLE_WORDS:
-                self._title_rows.setdefault(_key(words), row)
+        self._title_rows = _title_rows(corpus)
 
     @classmethod
     def load(cls, config: MiniWebConfig = MiniWebConfig()) -> "MiniWebSite":
-        """Load the corpus and open (building once, cached) its index."""
+        """Open the corpus's docstore and (building once, cached) its index."""
         from mem1_gym.retrieval import make_retriever
 
         config = config.resolved()
         retriever = make_retriever(config.backend, corpus_path=config.corpus_path, index_dir=config.index_dir)
-        return cls(Corpus.load(config.corpus_path), retriever, config)
+        return cls(open_docstore(config.corpus_path), retriever, config)
 
     def close(self) -> None:
         self._retriever.close()
@@ -147,12 +151,13 @@ class MiniWebSite:
 
     def page(self, doc_id: str) -> str | None:
         """The HTML page of passage ``doc_id``, or None if the corpus has no such passage."""
-        row = self._rows.get(doc_id)
+        row = self.corpus.row_of(doc_id)
         if row is None:
             return None
-        title, text = self._titles[row], self.corpus.contents[row].partition("\n")[2]
-        sections = [self._link(r, f"{self._titles[r]} (part {i})") for i, r in self._article(row)]
-        see_also = [self._link(r, self._titles[r]) for r in self._mentions(text, title)]
+        doc = self.corpus.doc(row)
+        title, text = _plain_title(doc.title), doc.text
+        sections = [self._link(r, f"{title} (part {i})") for i, r in self._article(row, title)]
+        see_also = [self._link(r, self._title(r)) for r in self._mentions(text, title)]
         paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
         return _PAGE.format(
             title=html.escape(title),
@@ -163,19 +168,22 @@ class MiniWebSite:
         )
 
     def home(self) -> str:
-        return _HOME.format(n=len(self.corpus), first=page_path(self.corpus.ids[0]))
+        return _HOME.format(n=len(self.corpus), first=page_path(self.corpus.doc(0).id))
+
+    def _title(self, row: int) -> str:
+        return _plain_title(self.corpus.doc(row).title)
 
     def _link(self, row: int, label: str) -> str:
-        return f'<a href="{page_path(self.corpus.ids[row])}">{html.escape(label)}</a>'
+        return f'<a href="{page_path(self.corpus.doc(row).id)}">{html.escape(label)}</a>'
 
-    def _article(self, row: int) -> list[tuple[int, int]]:
-        """(part number, row) of the passages next to ``row`` with its title, itself excluded."""
-        title, n = self._titles[row], len(self.corpus)
+    def _article(self, row: int, title: str) -> list[tuple[int, int]]:
+        """(part number, row) of the passages next to ``row`` with its ``title``, itself excluded."""
+        n = len(self.corpus)
         first = row
-        while first > max(0, row - _NEIGHBOURS) and self._titles[first - 1] == title:
+        while first > max(0, row - _NEIGHBOURS) and self._title(first - 1) == title:
             first -= 1
         last = row
-        while last < min(n - 1, row + _NEIGHBOURS) and self._titles[last + 1] == title:
+        while last < min(n - 1, row + _NEIGHBOURS) and self._title(last + 1) == title:
             last += 1
         return [(i, r) for i, r in enumerate(range(first, last + 1), start=1) if r != row]
 
@@ -187,14 +195,48 @@ class MiniWebSite:
             if words[i][:1].isupper():
                 for n in range(min(_MAX_TITLE_WORDS, len(words) - i), 0, -1):
                     key = _key(words[i : i + n])
-                    row = self._title_rows.get(key)
-                    if row is not None and key != own:
+                    row = self._row_titled(key) if key != own else None
+                    if row is not None:
                         if row not in found:
                             found.append(row)
                         step = n
                         break
             i += step
         return found
+
+
+    def _row_titled(self, key: str) -> int | None:
+        """The first row whose title's words are ``key`` (a hash lookup, then the title checked)."""
+        return next((r for r in self._title_rows.candidates(key) if _title_key(self._title(r)) == key), None)
+
+
+def _title_key(title: str) -> str | None:
+    """The lookup key of a plain title, or None for one too long to be looked for in running text."""
+    words = _WORD.findall(title)
+    return _key(words) if 0 < len(words) <= _MAX_TITLE_WORDS else None
+
+
+def _title_rows(corpus: DocStore | Corpus) -> HashRows:
+    """The map of title keys to rows: for a docstore a file next to it, written (whole, then renamed)
+    on first use; for a :class:`Corpus` in memory."""
+    path = corpus.dir / TITLES_FILE if isinstance(corpus, DocStore) else None
+    if path is not None and path.is_file():
+        return HashRows.open(path)
+    if path is not None:
+        _log.info("mapping the titles of %d passages of %s (once; kept in %s)", len(corpus), corpus.path, path)
+    hashes, rows = array.array("Q"), array.array("Q")  # 8 bytes a passage, not a Python int's 36
+    for row in range(len(corpus)):
+        key = _title_key(_plain_title(corpus.doc(row).title))
+        if key is not None:
+            hashes.append(key_hash(key))
+            rows.append(row)
+    table = sorted_hash_rows(np.frombuffer(hashes, dtype=np.uint64), np.frombuffer(rows, dtype=np.uint64))
+    if path is None:
+        return HashRows(table)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.tofile(tmp)
+    os.replace(tmp, path)  # a title map that exists is a whole one
+    return HashRows.open(path)
 
 
 def page_path(doc_id: str) -> str:

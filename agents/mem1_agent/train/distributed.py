@@ -5,9 +5,11 @@
 process runs exactly the single-process code (precision bf16-mixed excepted: FSDP2 then shards over
 one rank, for its mixed-precision policy). With N ranks:
 
-* **rollouts**: each rank plays its share of whole task groups (:func:`split_tasks`) with whole
-  weights (:func:`gathered`), so generation and the old log-probs need no collective, whatever
-  number of turns each rank's episodes take. A group never spans ranks: its baseline is local;
+* **rollouts**: each rank plays its share of whole task groups (:func:`split_tasks`), so generation
+  needs no collective, whatever number of turns each rank's episodes take: the transformers backend
+  samples with whole weights (:func:`gathered`); the vLLM backend samples in the rank's own engine,
+  into which the weights are streamed tensor by tensor from the shards (the learner stays sharded).
+  A group never spans ranks: its baseline is local;
 * **update**: weights, gradients and AdamW state are sharded by FSDP2 (:func:`shard`: each decoder
   layer, the model, the value head, the KL reference). FSDP2 all-gathers a layer's weights in every
   model call and reduce-scatters its gradients in every backward, which works only when every rank
