@@ -1,7 +1,7 @@
 """Learner throughput on one device: rollout tokens/s, update tokens/s, MFU and peak memory.
 
-    python benchmarks/bench_train.py                                   # CPU fp32, the tiny shape
-    python benchmarks/bench_train.py --shape 5m --threads 2
+    python benchmarks/bench_train.py                                   # CPU fp32, the tiny shape, 1 vs 2 processes
+    nice -n 10 python benchmarks/bench_train.py --shape tiny 5m --rollouts 4 --new-tokens 16 --out benchmarks/results/train_cpu.json
     python benchmarks/bench_train.py --device cuda --shape qwen2.5-0.5b --out results/gpu_train.json
 
 A random-init Qwen2 of the chosen shape (no weights needed: ``qwen2.5-0.5b`` has Qwen2.5-0.5B's
@@ -18,6 +18,13 @@ MFU = 6 x parameters x update tokens/s / peak FLOP/s (``--peak-tflops``, default
 dense TFLOP/s the GPU-check issue quotes); the attention term is left out, so it is a lower bound.
 The baseline in the same run is the update of the per-turn layout (every turn recomputes the
 prompt); "vs per-turn" compares seconds per step on the same trajectories. Peak memory: the CUDA allocator's peak, or the process's peak RSS on CPU.
+
+``--processes 1 2`` (the default on CPU; none on CUDA) then times the learner's own update (FSDP2 over
+gloo, :mod:`bench_train_ranks`) under ``torchrun --nproc_per_node N`` for each N: the same global batch
+of ``--trajectories`` split across the ranks, ``--threads / N`` torch threads per rank (the machine's
+cores shared, not multiplied); it reports the median step, global tokens/s, the peak RSS of the
+largest rank and each ratio to the first N. Every run also prints the ``--dry-run`` memory plans of
+Qwen2.5-0.5B/1.5B/7B on 1, 4 and 8 H200s.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_layouts import proc_status_kib, synchronize, tokens_processed, trajectory  # noqa: E402
-from mem1_agent.train.device import resolve_device  # noqa: E402
-from mem1_agent.train.layouts import per_turn_samples, prefix_cache_sample  # noqa: E402
-from mem1_agent.train.sft import accumulate_nll  # noqa: E402
+from bench_layouts import proc_status_kib, synchronize, tokens_processed, trajectory
+from bench_train_ranks import compare, plan_table, plans, processes_table
+from mem1_agent.train.device import resolve_device
+from mem1_agent.train.layouts import per_turn_samples, prefix_cache_sample
+from mem1_agent.train.sft import accumulate_nll
 
 # (hidden, layers, heads, kv heads, intermediate, vocab, tied embeddings)
 SHAPES = {
@@ -120,31 +128,17 @@ def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: to
             "peak_gib": peak}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
-    parser.add_argument("--turns", type=int, default=8, help="turns per trajectory in the update")
-    parser.add_argument("--trajectories", type=int, default=2, help="trajectories per update step")
-    parser.add_argument("--rollouts", type=int, default=16, help="contexts sampled together")
-    parser.add_argument("--context", type=int, default=900, help="context tokens of each rollout")
-    parser.add_argument("--new-tokens", type=int, default=64, help="tokens sampled per rollout")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--peak-tflops", type=float, default=790.0, help="device peak bf16 dense TFLOP/s for MFU")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model = make_model(args.shape, device)
+def measure_shape(shape: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """The single-device rollout and update rows of ``shape``, printed, then its 1-vs-N-processes rows."""
+    model = make_model(shape, device)
     n_params = sum(p.numel() for p in model.parameters())
     rollout_tps, rollout_s = rollout_tokens_per_s(model, args, device)
     rows = [update_tokens_per_s(model, layout, args, device) for layout in ("per-turn", "prefix-cache")]
+    del model
     for row in rows:
         row["mfu"] = 6 * n_params * row["tokens_per_s"] / (args.peak_tflops * 1e12) if device.type == "cuda" else None
         row["speedup"] = rows[0]["seconds_per_step"] / row["seconds_per_step"]  # same trajectories per step
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
-    print(f"{args.shape}: {n_params / 1e6:.1f}M parameters on {name}; {args.turns}-turn trajectories\n")
+    print(f"{shape}: {n_params / 1e6:.1f}M parameters; {args.turns}-turn trajectories\n")
     print(f"rollout: {args.rollouts} x {args.new_tokens} tokens after {args.context}-token contexts: "
           f"{rollout_tps:.0f} tokens/s ({rollout_s:.2f} s per call)\n")
     print("| update layout | tokens/step | s/step | tokens/s | vs per-turn | MFU | peak GiB |")
@@ -153,11 +147,45 @@ def main() -> None:
         mfu = f"{100 * row['mfu']:.1f} %" if row["mfu"] is not None else "-"
         print(f"| {row['layout']} | {row['tokens_per_step']} | {row['seconds_per_step']:.3f} | {row['tokens_per_s']:.0f} | "
               f"{row['speedup']:.2f}x | {mfu} | {row['peak_gib']:.2f} |")
+    ranks = compare(shape, args.processes, args.trajectories, args.turns, args.repeats, args.threads)
+    if ranks:
+        print(f"\nlearner update (PPO, prefix-cache), {args.trajectories} trajectories per step across the ranks:\n")
+        print(processes_table(shape, ranks))
+    print()
+    return {"shape": shape, "parameters": n_params, "rollout_tokens_per_s": rollout_tps, "rollout_seconds": rollout_s,
+            "update": rows, "processes": ranks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", nargs="+", default=["tiny"], choices=sorted(SHAPES))
+    parser.add_argument("--turns", type=int, default=8, help="turns per trajectory in the update")
+    parser.add_argument("--trajectories", type=int, default=2, help="trajectories per update step (all ranks)")
+    parser.add_argument("--rollouts", type=int, default=16, help="contexts sampled together")
+    parser.add_argument("--context", type=int, default=900, help="context tokens of each rollout")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens sampled per rollout")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (shared by the ranks)")
+    parser.add_argument("--processes", type=int, nargs="*", default=None,
+                        help="CPU ranks of the torchrun update comparison (default on CPU: 1 2; none on CUDA; "
+                             "give the flag alone to skip it)")
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="device peak bf16 dense TFLOP/s for MFU")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.processes is None:
+        args.processes = [1, 2] if device.type == "cpu" else []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
+    print(f"on {name}\n")
+    shapes = [measure_shape(shape, args, device) for shape in args.shape]
+    plan_rows = plans()
+    print("`mem1-agent train MODEL --dry-run` (defaults) on H200s, GB per GPU:\n")
+    print(plan_table(plan_rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": name, "shape": args.shape, "parameters": n_params,
-                                    "rollout_tokens_per_s": rollout_tps, "rollout_seconds": rollout_s,
-                                    "args": {k: str(v) for k, v in vars(args).items()}, "update": rows}, indent=2),
-                        encoding="utf-8")
+    args.out.write_text(json.dumps({"device": name, "args": {k: str(v) for k, v in vars(args).items()},
+                                    "shapes": shapes, "dry_run_plans": plan_rows}, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
