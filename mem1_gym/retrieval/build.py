@@ -30,7 +30,8 @@ from mem1_gym.retrieval.base import RetrievalError, Retriever
 from mem1_gym.retrieval.dense_build import build_dense_index, partial_dir
 from mem1_gym.retrieval.docstore import CorpusStream, DocStore, corpus_cache_dir, open_docstore
 
-BACKENDS = ("bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8")
+BACKENDS = ("bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8",
+            "faiss-ivf-sq4")
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
 _META_KEYS = {"format_version", "backend", "corpus", "params", "files"}
@@ -44,6 +45,7 @@ _IMPLEMENTATIONS = {
     "faiss-hnsw": ("dense", "DenseConfig"),
     "faiss-ivf-pq": ("dense", "DenseConfig"),
     "faiss-hnsw-sq8": ("dense", "DenseConfig"),
+    "faiss-ivf-sq4": ("dense", "DenseConfig"),
 }
 _PRESETS = {name: {"kind": name.removeprefix("faiss-")} for name in BACKENDS if name.startswith("faiss-")}
 AUTO_TANTIVY_BYTES = 1 << 30

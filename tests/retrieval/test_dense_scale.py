@@ -144,7 +144,7 @@ def test_bad_index_type_is_a_clear_error(tmp_path, corpus, capsys):
     with pytest.raises(SystemExit):
         cli_main(["build-index", "--backend", "faiss", "--index-type", "ivf", "--corpus", str(corpus)])
     assert "invalid choice: 'ivf'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="one of flat, hnsw, ivf-pq, hnsw-sq8, got 'ivf'"):
+    with pytest.raises(ValueError, match="one of flat, hnsw, ivf-pq, hnsw-sq8, ivf-sq4, got 'ivf'"):
         dense.DenseConfig(kind="ivf")
     assert cli_main(["build-index", "--backend", "bm25s", "--index-type", "hnsw", "--corpus", str(corpus)]) == 2
     assert "--index-type goes with --backend faiss" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_e5_encoders_get_their_prefixes_and_others_none():
         (lambda: BM25Config(b=1.5), "b must be in \\[0, 1\\]"),
         (lambda: BM25Config(stemmer="porter"), "stemmer must be"),
         (lambda: LuceneConfig(threads=0), "threads must be >= 1"),
-        (lambda: DenseConfig(kind="ivf"), "must be one of flat, hnsw, ivf-pq, hnsw-sq8, got 'ivf'"),
+        (lambda: DenseConfig(kind="ivf"), "must be one of flat, hnsw, ivf-pq, hnsw-sq8, ivf-sq4, got 'ivf'"),
         (lambda: DenseConfig(ef_search=0), "ef_search must be >= 1"),
         (lambda: HttpRetriever("http://127.0.0.1:8013", timeout=0), "timeout must be > 0"),
         (lambda: HttpRetriever("127.0.0.1:8013"), "url must look like"),
