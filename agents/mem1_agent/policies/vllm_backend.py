@@ -274,6 +274,8 @@ def _whole(tensor: Any) -> Any:
 
 def _merge_lora(layer: Any, weight: Any) -> Any:
     """A peft ``LoraLayer``'s base ``weight`` (whole) plus its active adapters' ``scaling · B·A``."""
+    from mem1_agent.train.lora import merged_weight
+
     if not hasattr(layer, "lora_A"):
         raise NotImplementedError(f"vLLM weight sync merges peft LoRA layers only, not {type(layer).__name__}; "
                                   "use --rollout-backend transformers")
@@ -285,9 +287,8 @@ def _merge_lora(layer: Any, weight: Any) -> Any:
         if layer.use_dora.get(adapter, False):
             raise NotImplementedError("vLLM weight sync merges plain LoRA only, not DoRA; train without use_dora "
                                       "or use --rollout-backend transformers")
-        delta = _whole(layer.lora_B[adapter].weight).float() @ _whole(layer.lora_A[adapter].weight).float()
-        delta = delta * layer.scaling[adapter]  # (out, in)
-        weight = weight + (delta.T if layer.fan_in_fan_out else delta).to(weight.dtype)
+        weight = merged_weight(weight, _whole(layer.lora_A[adapter].weight), _whole(layer.lora_B[adapter].weight),
+                               layer.scaling[adapter], layer.fan_in_fan_out)
     return weight
 
 

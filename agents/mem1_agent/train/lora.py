@@ -69,6 +69,15 @@ class AdaptersDisabled(torch.nn.Module):
             return self.policy(**kwargs)
 
 
+def merged_weight(weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float,
+                  fan_in_fan_out: bool = False) -> torch.Tensor:
+    """One LoRA layer's merged weight ``W + scaling · B·A``, summed in fp32 and returned in ``weight``'s dtype
+    (``B·A`` transposed for a peft layer stored fan-in first). The checkpoints and the vLLM weight sync both
+    merge through this, so the engine serves exactly the policy the checkpoint holds."""
+    delta = scaling * (b.float() @ a.float())  # (out, in)
+    return (weight.float() + (delta.T if fan_in_fan_out else delta)).to(weight.dtype)
+
+
 def merged_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The base model's state dict (its own names, on CPU) with every adapter folded into its layer.
 
@@ -86,7 +95,7 @@ def merged_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) 
         owner, base, leaf = key.rpartition(".base_layer.")
         if base and owner in scaling and leaf == "weight":
             a, b = weights[f"{owner}.lora_A.{adapter}.weight"], weights[f"{owner}.lora_B.{adapter}.weight"]
-            tensor = (tensor.float() + scaling[owner] * (b.float() @ a.float())).to(tensor.dtype)  # (out, in)
+            tensor = merged_weight(tensor, a, b, scaling[owner])
         name = f"{owner}.{leaf}" if base else key
         merged[name.removeprefix(_PEFT_PREFIX)] = tensor.detach().cpu()
     return merged
