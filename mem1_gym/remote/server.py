@@ -44,7 +44,7 @@ import gymnasium as gym
 import mem1_gym  # registers the ids
 from mem1_gym.remote.sessions import OutOfOrder, Session, SessionGone, SessionPool, SessionsFull
 from mem1_gym.remote.wire import TOKEN_ENV, dumps, encode, protocol_to_wire, space_to_wire
-from mem1_gym.retrieval.server import _bind, _BodyLimit, _problem, _url
+from mem1_gym.serving import BodyLimit, bind, problem, socket_url
 
 CLIENT_KWARGS = frozenset({"split", "max_turns", "reward", "reward_scale", "invalid_action_penalty", "prompt_format",
                            "search_from_any_page"})
@@ -148,11 +148,11 @@ def create_app(config: EnvServerConfig):
 
     app = FastAPI(title="mem1-gym env server", description=__doc__, lifespan=lifespan,
                   dependencies=[Depends(authorized)] if token else [])  # every route, /health too
-    app.add_middleware(_BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)  # FastAPI's own 422 echoes the request
     async def invalid_request(_request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": "; ".join(_problem(e) for e in err.errors()[:3])})
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problem(e) for e in err.errors()[:3])})
 
     def gone() -> HTTPException:
         return HTTPException(404, f"no such session: it was closed, closed after {config.idle_timeout_s:g} s unused "
@@ -264,9 +264,9 @@ def serve(config: EnvServerConfig, host: str = "127.0.0.1", port: int = 8040,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted (Ctrl-C). ``on_ready(url)`` is called once the port is bound (port 0: a free one)."""
     uvicorn, uvicorn_config = _uvicorn_config(config, "info")
-    with _bind(host, port) as sock:
+    with bind(host, port) as sock:
         if on_ready is not None:
-            on_ready(_url(sock))
+            on_ready(socket_url(sock))
         uvicorn.Server(uvicorn_config).run(sockets=[sock])
 
 
@@ -276,8 +276,8 @@ class RunningEnvServer:
     def __init__(self, config: EnvServerConfig, host: str = "127.0.0.1", port: int = 0):
         uvicorn, uvicorn_config = _uvicorn_config(config, "warning")
         self.app = uvicorn_config.app
-        self._socket = _bind(host, port)
-        self.url = _url(self._socket)
+        self._socket = bind(host, port)
+        self.url = socket_url(self._socket)
         self._server = uvicorn.Server(uvicorn_config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name="mem1-gym-env-http", daemon=True)
