@@ -73,12 +73,27 @@ def encoded(world, cache: Path, config, limit_queries: int, available_only: bool
     return passages, np.load(query_file)
 
 
-def qps(index, queries: np.ndarray, k: int, params, repeats: int = 3) -> float:
+def search(index, queries: np.ndarray, k: int, params, refine=None, depth: int = 0) -> np.ndarray:
+    """Rows (Q, k) of the best ``k`` per query, batch by batch; with ``refine`` (a
+    :class:`~mem1_gym.retrieval.dense.RefineVectors`), the index's ``depth`` best re-ranked by it."""
+    from mem1_gym.retrieval.dense import _best
+
+    found = []
+    for i in range(0, len(queries), BATCH):
+        batch = queries[i : i + BATCH]
+        if refine is None:
+            found.append(index.search(batch, k, params=params)[1])
+        else:
+            rows = index.search(batch, max(depth, k), params=params)[1]
+            found.append(np.stack([r for _, r in _best(refine.scores(batch, rows), rows, k)]))
+    return np.concatenate(found)
+
+
+def qps(index, queries: np.ndarray, k: int, params, refine=None, depth: int = 0, repeats: int = 3) -> float:
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
-        for i in range(0, len(queries), BATCH):
-            index.search(queries[i : i + BATCH], k, params=params)
+        search(index, queries, k, params, refine, depth)
         rates.append(len(queries) / (time.perf_counter() - started))
     return statistics.median(rates)
 
@@ -104,14 +119,15 @@ def extrapolate(kind: str, size: int, n: int, dim: int, pq_m: int) -> float:
     return WIKI18 * (size / n - code + code * E5_DIM // dim)
 
 
-def measure(kind_config, source, queries, truth: dict, dim: int, built: dict) -> dict:
-    """One row; ``built`` caches each index across the search settings swept on it."""
+def measure(kind_config, source, queries, truth: dict, dim: int, built: dict, refine=None) -> dict:
+    """One row; ``built`` caches each index across the search settings swept on it; ``refine`` the
+    float16 vectors that re-rank the candidates when ``kind_config.refine``."""
     import faiss
 
     from mem1_gym.retrieval.dense import tuned_nprobe
     from mem1_gym.retrieval.dense_build import fill_index, ivf_shape
 
-    key = replace(kind_config, nprobe=0, ef_search=1)
+    key = replace(kind_config, nprobe=0, ef_search=1, refine=False, refine_depth=1)
     if key not in built:
         started = time.perf_counter()
         built[key] = fill_index(source, kind_config), time.perf_counter() - started
@@ -127,15 +143,19 @@ def measure(kind_config, source, queries, truth: dict, dim: int, built: dict) ->
         params = faiss.SearchParametersHNSW(efSearch=kind_config.ef_search)
     else:
         params = None
-    _, found = index.search(queries, 10, params=params)
+    depth = kind_config.refine_depth if kind_config.refine else 0
+    found = search(index, queries, 10, params, refine, depth)
     return {
         "kind": kind_config.kind, "nlist": nlist, "pq_m": pq_m,
         "nprobe": kind_config.nprobe if nlist else None,
         "ef_search": kind_config.ef_search if kind_config.kind.startswith("hnsw") else None,
+        "refine_depth": depth or None,
         "recall@3": recall(found[:, :3], truth[3]), "recall@10": recall(found, truth[10]),
         "size_mb": size / 2**20, "bytes_per_vector": size / source.n, "build_s": build_s,
-        "qps_batch64_k10": qps(index, queries, 10, params),
+        "qps_batch64_k10": qps(index, queries, 10, params, refine, depth),
         "wiki18_e5_gb": extrapolate(kind_config.kind, size, source.n, dim, pq_m) / 1e9,
+        # refine: float16 vectors read from disk through a memory map, not held in RAM
+        "wiki18_e5_disk_gb": WIKI18 * E5_DIM * 2 / 1e9 if depth else None,
     }
 
 
@@ -151,6 +171,12 @@ def variants(base, nlist: int):
             yield replace(base, kind="ivf-pq", pq_m=pq_m, nprobe=nprobe)
     for nprobe in (nlist // 8, nlist // 4, -(-3 * nlist // 8), 0):
         yield replace(base, kind="ivf-sq4", nprobe=nprobe)
+    # refine: the codes propose refine_depth candidates, float16 vectors on disk re-rank them
+    for depth in (50, 100):
+        for nprobe in (64, 256):
+            yield replace(base, kind="ivf-pq", pq_m=128, nprobe=nprobe, refine=True, refine_depth=depth)
+        for nprobe in (nlist // 4, 0):
+            yield replace(base, kind="ivf-sq4", nprobe=nprobe, refine=True, refine_depth=depth)
 
 
 def main() -> None:
@@ -170,7 +196,7 @@ def main() -> None:
     import torch
 
     from mem1_gym.data.synthetic import WorldConfig, ensure_world
-    from mem1_gym.retrieval.dense import DenseConfig
+    from mem1_gym.retrieval.dense import DenseConfig, RefineVectors, write_refine_vectors
     from mem1_gym.retrieval.dense_build import ivf_shape
 
     # One thread each by default: on a shared 2-core machine a second OpenMP/torch thread made things slower.
@@ -190,9 +216,13 @@ def main() -> None:
         exact.add(chunk)
     _, top = exact.search(queries, 10)
     truth = {3: top[:, :3], 10: top}
+    refine_file = args.cache / f"refine-{world.corpus_path.parent.name}-len{args.max_length}-{source.n}.npy"
+    if not refine_file.exists():
+        write_refine_vectors(source.chunks(), source.n, source.dim, refine_file)
+    refine = RefineVectors(refine_file, source.n, source.dim)
     rows, built = [], {}
     for config in variants(base, ivf_shape(replace(base, kind="ivf-sq4"), source.n, source.dim)[0]):
-        rows.append(measure(config, source, queries, truth, source.dim, built))
+        rows.append(measure(config, source, queries, truth, source.dim, built, refine))
         print(json.dumps(rows[-1]), flush=True)
     report = {"passages": source.n, "world_passages": args.passages, "dim": source.dim, "queries": len(queries),
               "max_length": args.max_length, "encoder": "all-MiniLM-L6-v2", "threads": args.threads,
@@ -201,14 +231,18 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nDense index types vs flat: {source.n} MiniLM passages (384-d), {len(queries)} queries, "
           f"{args.threads} thread(s)")
-    print("| type | settings | recall@3 | recall@10 | size | build | q/s (batch 64, k=10) | wiki-18 x e5 (est.) |")
+    print("| type | settings | recall@3 | recall@10 | size in RAM | build | q/s (batch 64, k=10) "
+          "| wiki-18 x e5 (est.): RAM; disk read through a map |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         codes = f"PQ{r['pq_m']}" if r["pq_m"] else "SQ4"
         settings = (f"IVF{r['nlist']},{codes} nprobe {r['nprobe']}" if r["nlist"]
                     else f"efSearch {r['ef_search']}" if r["ef_search"] else "exact")
+        if r["refine_depth"]:
+            settings += f", refine {r['refine_depth']}"
+        disk = f"; {r['wiki18_e5_disk_gb']:.0f} GB" if r["refine_depth"] else ""
         print(f"| {r['kind']} | {settings} | {r['recall@3']:.3f} | {r['recall@10']:.3f} | {r['size_mb']:.0f} MB | "
-              f"{r['build_s']:.0f} s | {r['qps_batch64_k10']:,.0f} | {r['wiki18_e5_gb']:.1f} GB |")
+              f"{r['build_s']:.0f} s | {r['qps_batch64_k10']:,.0f} | {r['wiki18_e5_gb']:.1f} GB{disk} |")
 
 
 if __name__ == "__main__":

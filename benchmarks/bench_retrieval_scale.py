@@ -2,6 +2,7 @@
 
     nice -n 10 python benchmarks/bench_retrieval_scale.py --sizes 20000,100000
     nice -n 10 python benchmarks/bench_retrieval_scale.py --sizes 20000,100000,1000000 --backends tantivy,pyserini
+    nice -n 10 python benchmarks/bench_retrieval_scale.py --sizes 20000,100000,1000000,5000000   # ~2 h on 2 cores
 
 For each synthetic-world size and backend (issue 20), each step in its own process so that memory
 belongs to it alone: build time and peak build RSS (``ru_maxrss``, the JVM included for pyserini),
@@ -9,7 +10,8 @@ index size on disk, RSS after loading, queries/s (batch 64, k=3) on the oracle's
 the full questions; then top-3/top-10 agreement with pyserini on both query sets, a power-law fit
 ``y = a * n^p`` of each measure over the sizes (the growth exponent p) and its value at wiki-18's
 21M passages. Targets at 21M: resident <= 4 GB, build <= 2 h on 2 cores with peak <= 4 GB, >= 200
-full-question queries/s. Writes ``benchmarks/results/retrieval_scale.json``.
+full-question queries/s. A build bm25s refuses (the corpus would not fit in the memory available)
+is a row saying so, left out of the fits. Writes ``benchmarks/results/retrieval_scale.json``.
 """
 
 from __future__ import annotations
@@ -49,10 +51,14 @@ def _world(passages: int):
 
 def child_build(backend: str, passages: int, out: str) -> dict:
     from mem1_gym.retrieval import build_index
+    from mem1_gym.retrieval.base import RetrievalError
 
     world = _world(passages)
     started = time.perf_counter()
-    build_index(backend, world.corpus_path, out)
+    try:
+        build_index(backend, world.corpus_path, out)
+    except RetrievalError as err:  # bm25s refuses a corpus it cannot hold in the memory available
+        return {"refused": str(err)}
     build_s = time.perf_counter() - started
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -126,6 +132,10 @@ def measure(backends: list[str], sizes: list[int], n_queries: int, root: Path) -
             index, ranks_file = root / f"{backend}-{passages}", root / f"{backend}-{passages}.ranks.json"
             shutil.rmtree(index, ignore_errors=True)
             built = run_child(["--child", "build", backend, str(passages), str(index)])
+            if "refused" in built:
+                rows.append({"backend": backend, "passages": n_docs, **built})
+                print(f"  {backend} at {n_docs:,}: refused: {built['refused']}", flush=True)
+                continue
             queried = run_child(
                 ["--child", "query", backend, str(passages), str(index), str(n_queries), str(ranks_file)]
             )
@@ -134,7 +144,7 @@ def measure(backends: list[str], sizes: list[int], n_queries: int, root: Path) -
             rows.append({"backend": backend, "passages": n_docs, **built, **queried})
             print(f"  {backend} at {n_docs:,}: " + ", ".join(f"{k} {rows[-1][k]:,.1f}" for k in MEASURES), flush=True)
         for row in rows[-len(backends):]:
-            if "pyserini" in ranks:
+            if "pyserini" in ranks and row["backend"] in ranks:
                 for name in ("hop", "question"):
                     ours, baseline = ranks[row["backend"]][name], ranks["pyserini"][name]
                     for k in (3, 10):
@@ -163,7 +173,7 @@ def main() -> None:
         rows = measure(backends, sizes, args.queries, Path(root))
     fits = {}
     for backend in backends:
-        mine = [r for r in rows if r["backend"] == backend]
+        mine = [r for r in rows if r["backend"] == backend and "refused" not in r]
         for name in MEASURES:
             result = fit([r["passages"] for r in mine], [r[name] for r in mine])
             if result is not None:
@@ -174,6 +184,9 @@ def main() -> None:
     print("| backend | passages | build s | build peak MB | index MB | RSS after load MB | hop q/s | question q/s "
           "| top-3 / top-10 = pyserini, hop; question (exact ties allowed) |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if "refused" in r:
+            print(f"| {r['backend']} | {r['passages']:,} | refused: {r['refused'].split(';')[0]} |")
+            continue
         agree = "; ".join(
             f"{r[f'{n}_top3_vs_pyserini']:.1%} / {r[f'{n}_top10_vs_pyserini']:.1%} "
             f"({r[f'{n}_top3_vs_pyserini_ties']:.1%} / {r[f'{n}_top10_vs_pyserini_ties']:.1%})"

@@ -155,6 +155,10 @@ def _common_terms(weights: dict[str, float], share: float) -> set[str]:
     return common
 
 
+def _doc_id(doc: Doc) -> str:
+    return doc.id
+
+
 def _analyzer(tantivy):
     return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
 
@@ -280,7 +284,22 @@ class TantivyRetriever(Retriever):
         if common and (len(scored) < k or -scored[k - 1][0] <= sum(weights[t] for t in common) * (1 + 1e-6)):
             # A passage with only common terms could still reach the top k: propose from all passages.
             scored = self._rescore(self._propose(terms, set(), k), weights)
-        return [self._store.doc(row, float(-neg)) for neg, row in scored[:k]]
+        return self._ties_by_id(scored, k)
+
+    def _ties_by_id(self, scored: list[tuple[float, int]], k: int) -> list[Doc]:
+        """The best ``k`` of ``scored`` (-score, row) as Docs, passages of equal score
+        ordered by their id as a string, as Lucene (Anserini) orders them: the answer for k is the
+        prefix of the answer for a larger k, and a tie at the k-th place keeps pyserini's passage.
+        Passages are read only for the score groups that reach into the top k."""
+        best: list[Doc] = []
+        start = 0
+        while len(best) < k and start < len(scored):
+            end = start + 1
+            while end < len(scored) and scored[end][0] == scored[start][0]:
+                end += 1
+            best.extend(sorted((self._store.doc(row, float(-neg)) for neg, row in scored[start:end]), key=_doc_id))
+            start = end
+        return best[:k]
 
     def _propose(self, terms: dict[str, int], common: set[str], k: int) -> list[int]:
         """Corpus rows of tantivy's best ``candidates`` passages (its own BM25 over all ``terms``)
@@ -300,8 +319,8 @@ class TantivyRetriever(Retriever):
         return self._searcher.fast_field_values("row", [address for _, address in hits]) if hits else []
 
     def _rescore(self, rows: list[int], weights: dict[str, float]) -> list[tuple[float, int]]:
-        """(-score, row) of ``rows`` by Lucene's BM25Scorer over all query terms, best first, ties by
-        corpus row like the other backends: ``weight - weight / (1 + tf * normInverse)`` summed over
+        """(-score, row) of ``rows`` by Lucene's BM25Scorer over all query terms, best first (ties by
+        corpus row here, by id in :meth:`_ties_by_id`): ``weight - weight / (1 + tf * normInverse)`` summed over
         the terms from float32 weights and norms, rounded to float32 as Lucene returns it. The loop
         is plain Python floats over ``bytes.count``: numpy scalars cost ~1 us per operation."""
         if not rows:

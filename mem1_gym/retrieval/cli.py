@@ -46,6 +46,9 @@ _BACKEND_OPTIONS = (
     ("--shard-size", int, "faiss: passages per encoded shard, the unit a crashed build resumes from (default 65536)"),
     ("--query-prefix", str, 'faiss: text before each query (default "query: " for e5, else none)'),
     ("--passage-prefix", str, 'faiss: text before each passage (default "passage: " for e5, else none)'),
+    ("--refine", bool, "faiss ivf-pq, ivf-sq4, hnsw-sq8: keep float16 vectors on disk (memory-mapped) and re-rank "
+                       "each query's candidates exactly"),
+    ("--refine-depth", int, "faiss with --refine: candidates per query re-ranked (default 100)"),
 )
 
 
@@ -65,7 +68,10 @@ def _dest(flag: str) -> str:
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backend options (only the ones given are passed on)")
     for flag, kind, help_text in _BACKEND_OPTIONS:
-        group.add_argument(flag, type=kind, default=None, help=help_text)
+        if kind is bool:  # a switch: given means True, absent means the backend's default
+            group.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=None, help=help_text)
 
 
 def _backend_options(args: argparse.Namespace) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +38,8 @@ INDEX_TYPES = {
 """Index types (``kind``, ``--index-type``) -> faiss index-factory string."""
 INSTALL_HINT = 'pip install "mem1-gym[dense]"'
 INDEX_FILE = "index.faiss"
+REFINE_FILE = "vectors.f16.npy"
+"""The float16 vectors a ``refine`` index re-ranks its candidates with, memory-mapped, beside ``index.faiss``."""
 _PARAMS_FILE = "mem1_dense.json"
 # faiss scans small query batches without BLAS unless told otherwise: on a 100k x 384 flat index,
 # batch 64, k=3, BLAS takes it from 300 to 2,000 queries/s (SETUP-NOTES, Retrieval).
@@ -77,11 +80,26 @@ class DenseConfig:
     """Most vectors sampled (seeded) to train the IVF and SQ types; with 768-d that is 1.5 GB held while training."""
     shard_size: int = 65_536
     """Passages encoded per shard file, the unit a crashed build resumes from."""
+    refine: bool = False
+    """Compressed types: also keep every vector in float16 in ``vectors.f16.npy`` beside the index (2 bytes
+    per dimension on disk, memory-mapped, never read whole) and re-rank each query's ``refine_depth``
+    best candidates by their exact inner product. RAM holds only the compressed codes; the answers
+    come close to flat's (benchmarks/results/dense_scale.json). Set at build time; ``refine=False`` at
+    load time searches the codes alone."""
+    refine_depth: int = 100
+    """refine: candidates per query taken from the compressed index and re-ranked. For any ``k`` below
+    it the answer is the prefix of the answer for a larger ``k`` (one candidate set, one order)."""
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_TYPES:
             raise ValueError(f"index type (kind) must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}")
-        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search", "max_train", "shard_size"):
+        if self.refine and self.kind in ("flat", "hnsw"):
+            raise ValueError(
+                f"refine re-ranks a compressed index with exact vectors; {self.kind} already stores them exactly "
+                f"(use it with ivf-pq, ivf-sq4 or hnsw-sq8)"
+            )
+        for name in ("max_length", "batch_size", "hnsw_m", "ef_construction", "ef_search", "max_train", "shard_size",
+                     "refine_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("nlist", "pq_m", "nprobe"):
@@ -225,7 +243,9 @@ class DenseRetriever(Retriever):
 
     name = "faiss"
 
-    def __init__(self, index, corpus: DocStore, encoder: Encoder, config: DenseConfig):
+    def __init__(
+        self, index, corpus: DocStore, encoder: Encoder, config: DenseConfig, refine: "RefineVectors | None" = None
+    ):
         faiss = _import_faiss()
         if index.d != encoder.dim:
             raise RetrievalError(
@@ -245,6 +265,7 @@ class DenseRetriever(Retriever):
         self._index = _maybe_to_gpu(faiss, index, config, self._nprobe)
         self._corpus = corpus
         self._encoder = encoder
+        self._refine = refine
         self.config = config
         self._query_prefix, _ = config.prefixes()
 
@@ -261,11 +282,14 @@ class DenseRetriever(Retriever):
             index = read_index(index_file)
         except RuntimeError as err:  # faiss reports truncated or foreign files as RuntimeError
             raise RetrievalError(f"cannot read the FAISS index at {index_file}: {err}") from err
-        return cls(index, corpus, Encoder(config.encoder, config.max_length, config.batch_size), config)
+        refine = RefineVectors(index_file.parent / REFINE_FILE, index.ntotal, index.d) if config.refine else None
+        return cls(index, corpus, Encoder(config.encoder, config.max_length, config.batch_size), config, refine)
 
     def save(self, out_dir: str | Path) -> dict:
         """Write ``index.faiss`` and the encoder settings into ``out_dir``; return the build parameters."""
         params = {k: v for k, v in asdict(self.config).items() if k != "use_gpu"}
+        if self._refine is not None:
+            shutil.copyfile(self._refine.path, Path(out_dir) / REFINE_FILE)
         return write_index_dir(self._cpu_index, out_dir, params)
 
     @classmethod
@@ -298,18 +322,16 @@ class DenseRetriever(Retriever):
         query alone a float bit differently than within a batch.
         """
         n = len(self._corpus)
+        if self._refine is not None:  # one fixed candidate set per query, exact scores decide
+            depth = min(max(k + 1, self.config.refine_depth), n)
+            rows = self._search_index(vectors, depth)[1]
+            return _best(self._refine.scores(vectors, rows), rows, k)
         depth = min(k + 1, n)
         scores, rows = self._search_index(vectors, depth)
         while depth < n and np.any((rows[:, -1] >= 0) & (scores[:, -1] == scores[:, k - 1])):
             depth = min(2 * depth, n)
             scores, rows = self._search_index(vectors, depth)
-        ranked = []
-        for query_scores, query_rows in zip(scores, rows):
-            live = query_rows >= 0  # HNSW pads with row -1 when its graph search finds fewer neighbours
-            query_scores, query_rows = query_scores[live], query_rows[live]
-            best = np.lexsort((query_rows, -query_scores))[:k]
-            ranked.append((query_scores[best], query_rows[best]))
-        return ranked
+        return _best(scores, rows, k)
 
     def _search_index(self, vectors: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows), each (Q, depth), straight from FAISS."""
@@ -320,6 +342,63 @@ class DenseRetriever(Retriever):
             params = _import_faiss().SearchParametersIVF(nprobe=self._nprobe)
             return self._index.search(vectors, depth, params=params)
         return self._index.search(vectors, depth)
+
+
+def _best(scores: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query, the ``k`` best (scores, rows) of (Q, depth) candidates: score descending, then row
+    ascending; row -1 (HNSW and IVF pad with it when they find fewer) is dropped."""
+    ranked = []
+    for query_scores, query_rows in zip(scores, rows):
+        live = query_rows >= 0
+        query_scores, query_rows = query_scores[live], query_rows[live]
+        best = np.lexsort((query_rows, -query_scores))[:k]
+        ranked.append((query_scores[best], query_rows[best]))
+    return ranked
+
+
+class RefineVectors:
+    """An index's vectors in float16 (``vectors.f16.npy``), memory-mapped read-only: only the rows a
+    query's candidates name are read, so RAM holds the compressed index and the pages recently used
+    (page cache, shared by server workers). 21M x 768 (wiki-18 x e5-base) is 32 GB on disk."""
+
+    def __init__(self, path: str | Path, n: int, dim: int):
+        self.path = path = Path(path)
+        fix = "rebuild the index with --refine (refine=True), or open it with refine=False to search the codes alone"
+        if not path.is_file():
+            raise RetrievalError(f"no re-ranking vectors at {path}; {fix}")
+        try:
+            self._vectors = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:  # truncated or not an .npy file
+            raise RetrievalError(f"cannot read the re-ranking vectors at {path} ({err}); {fix}") from err
+        if self._vectors.shape != (n, dim) or self._vectors.dtype != np.float16:
+            raise RetrievalError(
+                f"the re-ranking vectors at {path} are {self._vectors.dtype} {self._vectors.shape}, the index needs "
+                f"float16 ({n}, {dim}); {fix}"
+            )
+
+    def scores(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact inner products (Q, R) float32 of ``queries`` (Q, D) with the vectors of ``rows`` (Q, R);
+        -inf where a row is -1. Each score depends on its query and row only, not on the batch."""
+        out = np.full(rows.shape, -np.inf, dtype=np.float32)
+        live = rows >= 0
+        unique = np.unique(rows[live])  # sorted: the map is read front to back, each row once
+        vectors = np.asarray(self._vectors[unique], dtype=np.float32)  # (U, D)
+        which = np.searchsorted(unique, rows[live])
+        out[live] = np.einsum("ij,ij->i", vectors[which], queries[np.nonzero(live)[0]])
+        return out
+
+
+def write_refine_vectors(chunks, n: int, dim: int, path: str | Path) -> None:
+    """Write float32 ``chunks`` (rows, dim) of ``n`` vectors to ``path`` as one float16 ``.npy``, one
+    chunk in memory at a time."""
+    written = 0
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f2", "fortran_order": False, "shape": (n, dim)})
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype="<f2").tobytes())
+            written += len(chunk)
+    if written != n:
+        raise RetrievalError(f"wrote {written} re-ranking vectors, expected {n}")
 
 
 def _maybe_to_gpu(faiss, index, config: DenseConfig, nprobe: int):

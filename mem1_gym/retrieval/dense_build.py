@@ -8,6 +8,8 @@ x dim x 4: 1.5 GB for 500k e5-base vectors, the IVF and SQ types only), the enco
 being filled, which is the index's own final size (e5-base on wiki-18: ~5.6 GB as ivf-pq with the
 default 256 bytes per passage, 64 GB as flat). Building a flat or HNSW index therefore still needs
 its full size in memory; the compressed types are the ones for wiki-18 on a modest machine.
+With ``refine`` the vectors are also written, chunk by chunk, as float16 into ``vectors.f16.npy``
+(32 GB of disk for wiki-18 x e5-base), read back memory-mapped at search time.
 
 Crash safety: shards go to ``OUT.partial/shards/`` (each written under a temporary name and renamed,
 so a present shard is a whole one), next to the final directory; a rerun of the same build (same
@@ -32,7 +34,8 @@ import numpy as np
 
 from mem1_gym.retrieval.base import RetrievalError
 from mem1_gym.retrieval.dense import (
-    INDEX_TYPES, DenseConfig, Encoder, _import_faiss, read_index, tuned_nprobe, write_index_dir,
+    INDEX_TYPES, REFINE_FILE, DenseConfig, Encoder, _import_faiss, read_index, tuned_nprobe, write_index_dir,
+    write_refine_vectors,
 )
 
 SHARDS_DIR = "shards"
@@ -159,6 +162,9 @@ def build_dense_index(
     else:
         source = encode_shards(passages, work_dir / SHARDS_DIR, config, spec or {})
     index = fill_index(source, config)
+    if config.refine:  # a second pass over the shards (or the flat index), one chunk in memory
+        chunks = _progress(source.chunks(), source.n, "float16 vectors for re-ranking")
+        write_refine_vectors(chunks, source.n, source.dim, Path(out_dir) / REFINE_FILE)
     params = {k: v for k, v in asdict(config).items() if k != "use_gpu"}
     if config.kind == "ivf-pq":  # recorded as built, not as "0 = default"
         params["pq_m"] = ivf_shape(config, source.n, source.dim)[1]

@@ -1,4 +1,5 @@
-"""Deterministic tie order (issue 20): hits rank by score, then corpus row (pyserini: passage id),
+"""Deterministic tie order (issue 20): hits rank by score, then corpus row (pyserini and tantivy:
+passage id as a string, Lucene's order),
 so the answer for k is the prefix of the answer for any larger k, and the server, which searches a
 merged batch at its largest k, answers each request exactly as the backend does in process."""
 
@@ -71,3 +72,20 @@ def test_server_answers_mixed_k_traffic_exactly_as_in_process(tied_corpus, backe
             with ThreadPoolExecutor(8) as pool:
                 answers = list(pool.map(ask, requests_))
     assert answers == expected
+
+
+def test_tantivy_breaks_ties_by_id_as_pyserini_does(tmp_path):
+    # Ids that sort against the rows (a permutation): a tie must keep the passage Lucene keeps.
+    ids = [f"p{row * 7 % N_ROWS:03d}" for row in range(N_ROWS)]
+    corpus = tmp_path / "shuffled.jsonl"
+    corpus.write_text("".join(json.dumps({"id": ids[row], "contents": _TEXTS[row % 4]}) + "\n" for row in range(N_ROWS)))
+    answers = {}
+    for backend in ("tantivy", "pyserini"):
+        with make_retriever(backend, corpus_path=corpus, index_dir=tmp_path / backend) as retriever:
+            answers[backend] = {k: retriever.search(list(QUERIES), k) for k in (1, 3, 5, 12, 13, K)}
+    for k, hits in answers["tantivy"].items():
+        assert [[d.id for d in h] for h in hits] == [[d.id for d in h] for h in answers["pyserini"][k]], k
+        assert hits == [h[:k] for h in answers["tantivy"][K]], k  # prefixes of the deepest answer
+    # ties broken by corpus row instead would have ordered these answers differently
+    by_row = [sorted(h, key=lambda d: (-d.score, ids.index(d.id))) for h in answers["tantivy"][K]]
+    assert by_row != answers["tantivy"][K]
