@@ -22,11 +22,14 @@ A 422 says which field broke which limit and never echoes the request. The BM25 
 score at most ``max_query_terms`` distinct terms per query (``--max-query-terms``, 64), so a query
 of 10,000 words (allowed once ``--max-query-chars`` is raised) costs its tokenisation and 64 terms.
 
-Answers do not depend on other traffic: a merged batch is searched at its largest ``topk`` and each
-request gets the prefix it asked for, which every backend makes exact by ranking on (score, then
-corpus row; pyserini: passage id). Dense backends are the exception at the last float bit: a
-query's embedding can differ by ~1e-7 with the other queries of its encoder batch, which can swap
-two passages whose scores differ by less.
+Answers do not depend on other traffic: the requests of a merged batch that ask for the same
+``topk`` are searched together, once per distinct ``topk``, so each gets what the backend answers
+in process for its own ``topk`` (a backend that proposes candidates, tantivy beyond its 30 or a
+refined dense index beyond ``refine_depth``, need not answer a larger ``topk`` with a longer list
+of the same passages). Every backend ranks on (score, then corpus row; pyserini and tantivy: the
+passage id, Lucene's order). Dense backends are the exception at the last float bit: a query's
+embedding can differ by ~1e-7 with the other queries of its encoder batch, which can swap two
+passages whose scores differ by less.
 
 Speed: answers are serialised with ``orjson`` straight to bytes, and :func:`serve_workers` runs N
 processes (``--workers N``) that share one listening socket, each opening the index itself. Memory
@@ -157,17 +160,20 @@ class BatchingSearcher:
                 return
 
     def _serve(self, batch: list[_Request]) -> None:
-        k = max(r.k for r in batch)
-        try:
-            hits = self.retriever.search([q for r in batch for q in r.queries], k)
-        except Exception as err:  # handed to every waiting request thread, which re-raises it
-            for r in batch:
-                r.error = err
-        else:
-            start = 0
-            for r in batch:
-                r.result = [docs[: r.k] for docs in hits[start : start + len(r.queries)]]
-                start += len(r.queries)
+        by_k: dict[int, list[_Request]] = {}
+        for r in batch:
+            by_k.setdefault(r.k, []).append(r)
+        for k, requests in by_k.items():  # one search per distinct k: each answer is the backend's for its k
+            try:
+                hits = self.retriever.search([q for r in requests for q in r.queries], k)
+            except Exception as err:  # handed to every waiting request thread, which re-raises it
+                for r in requests:
+                    r.error = err
+            else:
+                start = 0
+                for r in requests:
+                    r.result = hits[start : start + len(r.queries)]
+                    start += len(r.queries)
         for r in batch:
             r.done.set()
 
