@@ -83,11 +83,12 @@ def faiss_hnsw_retriever(corpus_path, index_root):
         yield retriever
 
 
-def _compressed(kind: str, corpus_path, index_root):
+def _compressed(kind: str, corpus_path, index_root, name: str | None = None, **options):
     """A compressed FAISS index made from the flat one's vectors (``from_index``: nothing re-encoded)."""
     from mem1_gym.retrieval import build_index, make_retriever
 
-    index_dir = build_index(kind, corpus_path, index_root / kind, from_index=index_root / "faiss-flat" / "index.faiss")
+    flat = index_root / "faiss-flat" / "index.faiss"
+    index_dir = build_index(kind, corpus_path, index_root / (name or kind), from_index=flat, **options)
     return make_retriever(kind, corpus_path=corpus_path, index_dir=index_dir)
 
 
@@ -106,6 +107,12 @@ def faiss_hnsw_sq8_retriever(corpus_path, index_root, faiss_flat_retriever):
 @pytest.fixture(scope="session")
 def faiss_ivf_sq4_retriever(corpus_path, index_root, faiss_flat_retriever):
     with _compressed("faiss-ivf-sq4", corpus_path, index_root) as retriever:
+        yield retriever
+
+
+@pytest.fixture(scope="session")
+def faiss_ivf_sq4_refine_retriever(corpus_path, index_root, faiss_flat_retriever):
+    with _compressed("faiss-ivf-sq4", corpus_path, index_root, "faiss-ivf-sq4-refine", refine=True) as retriever:
         yield retriever
 
 

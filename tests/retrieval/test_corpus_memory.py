@@ -54,7 +54,8 @@ def test_the_probe_sees_an_in_memory_corpus(corpus_path):
 
 
 @pytest.mark.parametrize(
-    "backend", ["bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8"]
+    "backend", ["bm25s", "tantivy", "pyserini", "faiss-flat", "faiss-hnsw", "faiss-ivf-pq", "faiss-hnsw-sq8",
+                "faiss-ivf-sq4", "faiss-ivf-sq4-refine"]
 )
 def test_no_backend_holds_the_corpus_text_after_load(backend, request):
     retriever = request.getfixturevalue(f"{backend.replace('-', '_')}_retriever")
