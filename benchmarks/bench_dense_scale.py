@@ -19,6 +19,11 @@ to e5-base on wiki-18: the vector codes keep their bytes per dimension (so 384-d
 for 768-d e5 at the same bits per dimension), HNSW links and IVF ids keep their bytes per vector
 as measured, and IVF centroids are counted at the library's default list count for 21M. The target
 of issue 20, 8 GB (10^9 bytes) at 21M, is 380 bytes per 768-d vector all included.
+Refined rows (``refine``): the index proposes ``refine_depth`` candidates per query and the float16
+vectors, memory-mapped from one ``.npy`` (the library's :class:`~mem1_gym.retrieval.dense.RefineVectors`),
+re-rank them; their RAM column is the index alone, and the disk they read through the map is
+2 bytes per dimension (32 GB at 21M x 768). Here the vectors file sits in the page cache: the
+q/s do not include disk reads, which at 21M are ~100 random 1.5 KB reads per query.
 Writes ``benchmarks/results/dense_scale.json``.
 """
 
