@@ -17,7 +17,10 @@ ids (prompt 470, state + action 42, observation 400 tokens: measured on MEM1-Mul
 MFU = 6 x parameters x update tokens/s / peak FLOP/s (``--peak-tflops``, default the H200's ~790 bf16
 dense TFLOP/s the GPU-check issue quotes); the attention term is left out, so it is a lower bound.
 The baseline in the same run is the update of the per-turn layout (every turn recomputes the
-prompt); "vs per-turn" compares seconds per step on the same trajectories. Peak memory: the CUDA allocator's peak, or the process's peak RSS on CPU.
+prompt); "vs per-turn" compares seconds per step on the same trajectories. Peak memory: the CUDA allocator's peak
+(allocated, and reserved: what the allocator held), or the process's peak RSS on CPU; beside it the ``--dry-run``
+memory model's plan for the same update (fp32 weights under autocast, that micro-batch and sample length, no
+reference, no vLLM share) and the ratio peak / plan (reserved on CUDA).
 
 ``--processes 1 2`` (the default on CPU; none on CUDA) then times the learner's own update (FSDP2 over
 gloo, :mod:`bench_train_ranks`) under ``torchrun --nproc_per_node N`` for each N: the same global batch
@@ -62,7 +65,8 @@ def make_model(shape: str, device: torch.device):
                          num_attention_heads=heads, num_key_value_heads=kv_heads, tie_word_embeddings=tied,
                          max_position_embeddings=32768, attn_implementation="sdpa")
     torch.manual_seed(0)
-    return Qwen2ForCausalLM(config).to(device)
+    with device:  # initialised where it runs: a 0.5B model's random init takes seconds on the CPU
+        return Qwen2ForCausalLM(config)
 
 
 class _Codec:
@@ -121,11 +125,33 @@ def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: to
         synchronize(device)
         seconds.append(time.perf_counter() - started)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else proc_status_kib("VmHWM") / 2**20
+    reserved = torch.cuda.max_memory_reserved() / 2**30 if device.type == "cuda" else None
     tokens = sum(tokens_processed(s) for s in samples)
     median = statistics.median(seconds[1:])
     del optimizer
+    plan = planned_gib(model, samples, micro, device)
     return {"layout": layout, "tokens_per_step": tokens, "seconds_per_step": median, "tokens_per_s": tokens / median,
-            "peak_gib": peak}
+            "peak_gib": peak, "peak_reserved_gib": reserved, "plan_gib": plan,
+            "peak_vs_plan": (reserved if reserved is not None else peak) / plan}
+
+
+def planned_gib(model, samples: list, micro: int, device: torch.device) -> float:
+    """What ``--dry-run``'s memory model (:func:`~mem1_agent.train.memory_plan.plan_memory`) plans for this very
+    update: fp32 weights under autocast, ``micro`` samples per forward/backward, the longest sample, no reference
+    (the NLL has none), no vLLM share. GiB, to sit beside the measured peak (the GPU check's "within 25 %")."""
+    from mem1_agent.train.learner import LearnerConfig
+    from mem1_agent.train.memory_plan import ModelShape, Workload, plan_memory
+    from mem1_agent.train.ppo import PPOConfig
+
+    c = model.config
+    shape = ModelShape(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
+                       c.intermediate_size, c.vocab_size, bool(c.tie_word_embeddings))
+    config = LearnerConfig(precision="fp32", rollout_backend="transformers", reference="none",
+                           ppo=PPOConfig(kl_coef=0.0, micro_batch_size=micro))
+    longest = max(samples, key=tokens_processed)
+    work = Workload(sample_tokens=tokens_processed(longest), sampled_tokens=longest.n_sampled,
+                    cuda=device.type == "cuda")
+    return plan_memory(shape, config, work).total / 2**30
 
 
 def measure_shape(shape: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -141,12 +167,15 @@ def measure_shape(shape: str, args: argparse.Namespace, device: torch.device) ->
     print(f"{shape}: {n_params / 1e6:.1f}M parameters; {args.turns}-turn trajectories\n")
     print(f"rollout: {args.rollouts} x {args.new_tokens} tokens after {args.context}-token contexts: "
           f"{rollout_tps:.0f} tokens/s ({rollout_s:.2f} s per call)\n")
-    print("| update layout | tokens/step | s/step | tokens/s | vs per-turn | MFU | peak GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| update layout | tokens/step | s/step | tokens/s | vs per-turn | MFU | peak GiB | reserved GiB | plan GiB "
+          "| peak / plan |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         mfu = f"{100 * row['mfu']:.1f} %" if row["mfu"] is not None else "-"
+        reserved = f"{row['peak_reserved_gib']:.2f}" if row["peak_reserved_gib"] is not None else "-"
         print(f"| {row['layout']} | {row['tokens_per_step']} | {row['seconds_per_step']:.3f} | {row['tokens_per_s']:.0f} | "
-              f"{row['speedup']:.2f}x | {mfu} | {row['peak_gib']:.2f} |")
+              f"{row['speedup']:.2f}x | {mfu} | {row['peak_gib']:.2f} | {reserved} | {row['plan_gib']:.2f} | "
+              f"{row['peak_vs_plan']:.2f} |")
     ranks = compare(shape, args.processes, args.trajectories, args.turns, args.repeats, args.threads)
     if ranks:
         print(f"\nlearner update (PPO, prefix-cache), {args.trajectories} trajectories per step across the ranks:\n")
