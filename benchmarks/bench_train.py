@@ -113,6 +113,7 @@ def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: to
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     seconds = []
     if device.type == "cuda":
+        torch.cuda.empty_cache()  # the previous layout's cached blocks would count as this one's reserved peak
         torch.cuda.reset_peak_memory_stats()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
