@@ -106,9 +106,9 @@ def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: to
     g = torch.Generator().manual_seed(args.turns)
     trajectories = [trajectory(args.turns, model.config.vocab_size, g) for _ in range(args.trajectories)]
     if layout == "per-turn":
-        samples, micro = [s for t in trajectories for s in per_turn_samples(t)], args.turns
+        samples, micro = [s for t in trajectories for s in per_turn_samples(t)], args.turns * args.micro_trajectories
     else:
-        samples, micro = [prefix_cache_sample(t) for t in trajectories], 1
+        samples, micro = [prefix_cache_sample(t) for t in trajectories], args.micro_trajectories
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     seconds = []
@@ -148,7 +148,7 @@ def planned_gib(model, samples: list, micro: int, device: torch.device) -> float
     shape = ModelShape(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
                        c.intermediate_size, c.vocab_size, bool(c.tie_word_embeddings))
     config = LearnerConfig(precision="fp32", rollout_backend="transformers", reference="none",
-                           ppo=PPOConfig(kl_coef=0.0, micro_batch_size=micro))
+                           ppo=PPOConfig(kl_coef=0.0, micro_batch_size=micro, mini_batch_size=len(samples)))
     longest = max(samples, key=tokens_processed)
     work = Workload(sample_tokens=tokens_processed(longest), sampled_tokens=longest.n_sampled,
                     cuda=device.type == "cuda")
@@ -159,15 +159,17 @@ def measure_shape(shape: str, args: argparse.Namespace, device: torch.device) ->
     """The single-device rollout and update rows of ``shape``, printed, then its 1-vs-N-processes rows."""
     model = make_model(shape, device)
     n_params = sum(p.numel() for p in model.parameters())
-    rollout_tps, rollout_s = rollout_tokens_per_s(model, args, device)
+    rollout_tps, rollout_s = rollout_tokens_per_s(model, args, device) if args.rollouts else (0.0, 0.0)
     rows = [update_tokens_per_s(model, layout, args, device) for layout in ("per-turn", "prefix-cache")]
     del model
     for row in rows:
         row["mfu"] = 6 * n_params * row["tokens_per_s"] / (args.peak_tflops * 1e12) if device.type == "cuda" else None
         row["speedup"] = rows[0]["seconds_per_step"] / row["seconds_per_step"]  # same trajectories per step
-    print(f"{shape}: {n_params / 1e6:.1f}M parameters; {args.turns}-turn trajectories\n")
-    print(f"rollout: {args.rollouts} x {args.new_tokens} tokens after {args.context}-token contexts: "
-          f"{rollout_tps:.0f} tokens/s ({rollout_s:.2f} s per call)\n")
+    print(f"{shape}: {n_params / 1e6:.1f}M parameters; {args.trajectories} trajectories of {args.turns} turns per step, "
+          f"{args.micro_trajectories} per micro-batch\n")
+    if args.rollouts:
+        print(f"rollout: {args.rollouts} x {args.new_tokens} tokens after {args.context}-token contexts: "
+              f"{rollout_tps:.0f} tokens/s ({rollout_s:.2f} s per call)\n")
     print("| update layout | tokens/step | s/step | tokens/s | vs per-turn | MFU | peak GiB | reserved GiB | plan GiB "
           "| peak / plan |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -192,7 +194,9 @@ def main() -> None:
     parser.add_argument("--shape", nargs="+", default=["tiny"], choices=sorted(SHAPES))
     parser.add_argument("--turns", type=int, default=8, help="turns per trajectory in the update")
     parser.add_argument("--trajectories", type=int, default=2, help="trajectories per update step (all ranks)")
-    parser.add_argument("--rollouts", type=int, default=16, help="contexts sampled together")
+    parser.add_argument("--micro-trajectories", type=int, default=1,
+                        help="trajectories per forward/backward (per-turn: their turns' samples together)")
+    parser.add_argument("--rollouts", type=int, default=16, help="contexts sampled together (0: no rollout row)")
     parser.add_argument("--context", type=int, default=900, help="context tokens of each rollout")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens sampled per rollout")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")

@@ -34,11 +34,11 @@ from mem1_agent.train.sft import accumulate_nll
 
 
 def device_time_us(events) -> float:
-    """Sum of the self device (kernel) time of every operator, in microseconds."""
-    total = 0.0
-    for event in events:
-        total += getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0) or 0.0
-    return total
+    """Device (kernel) time of the step in microseconds: the self device time of the operators launched on the
+    CPU (their kernels' rows carry the same time again, so they are not added)."""
+    from torch.autograd import DeviceType
+
+    return sum(getattr(e, "self_device_time_total", 0.0) for e in events if e.device_type == DeviceType.CPU)
 
 
 def top_ops(prof, device: torch.device, rows: int) -> str:
