@@ -136,3 +136,20 @@ def test_two_ranks_train_bf16_mixed_with_fp32_masters(tmp_path):
     assert report["computed"] == ["torch.bfloat16"] and report["stored"] == ["torch.float32"], report
     assert report["reference"] == ["torch.bfloat16"] and report["sharded"] and report["finite"], report
     AutoModelForCausalLM.from_pretrained(tmp_path / "run")
+
+
+def test_additive_mask_follows_autocast_and_stays_finite():
+    """Under autocast the layouts' fp32 mask goes to attention in the autocast dtype, cast once (issue 25's
+    profile); masked entries become that dtype's lowest finite value (fp32's lowest would round to -inf in
+    bf16); without autocast the mask is passed through untouched."""
+    from mem1_agent.train.ppo import additive_mask
+
+    model = torch.nn.Linear(2, 2)
+    mask = torch.zeros(1, 1, 3, 3).masked_fill_(~torch.ones(3, 3, dtype=torch.bool).tril(), torch.finfo(torch.float32).min)
+    assert additive_mask(model, mask) is mask
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = additive_mask(model, mask)
+    assert low.dtype == torch.bfloat16
+    assert torch.isfinite(low).all()
+    assert torch.equal(low == 0, mask == 0)
+    assert (low[mask < 0] == torch.finfo(torch.bfloat16).min).all()

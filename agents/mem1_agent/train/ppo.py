@@ -128,6 +128,19 @@ def check_attention(model: torch.nn.Module) -> None:
         )
 
 
+def additive_mask(model: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    """The layouts' additive 4-D mask in the dtype attention runs in: under autocast its dtype (bf16 on
+    CUDA), so that it is cast once per forward and not again in every layer's attention call (15 % of a
+    prefix-cache step on an H200, docs/benchmarks.md); otherwise the weights' dtype. Masked entries are
+    clamped to that dtype's lowest finite value, never -inf (a fully masked padding row stays finite)."""
+    weight = next(model.parameters())
+    kind = weight.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype
+    if mask.dtype == dtype:
+        return mask
+    return mask.clamp(min=torch.finfo(dtype).min).to(dtype)
+
+
 def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden: bool = False) -> Reads:
     """Run ``model`` on a batch of any layout; logits (and hidden states) only where sampled tokens are read.
 
@@ -144,7 +157,7 @@ def read_outputs(model: torch.nn.Module, batch: Batch | PrefixCacheBatch, hidden
     rows = torch.arange(len(slots), device=slots.device)[:, None].expand_as(slots)
     cols = batch.logit_index.gather(1, slots)
     kept = cols.unique()  # sorted: the columns ``out.logits`` holds, in this order
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
+    out = model(input_ids=batch.input_ids, attention_mask=additive_mask(model, batch.attention_mask),
                 position_ids=batch.position_ids, logits_to_keep=kept, output_hidden_states=hidden)
     logits = out.logits[rows, torch.searchsorted(kept, cols)]  # (B, K, V)
     return Reads(logits, out.hidden_states[-1][rows, cols] if hidden else None, batch.target_ids.gather(1, slots), slots)
@@ -175,7 +188,7 @@ def _read_prefix_cache(model: torch.nn.Module, batch: PrefixCacheBatch, hidden: 
         # a placeholder pass 2 (collate's ``two_passes``) is read nowhere: keep one column anyway, whose
         # logits join the concatenation below, so that backward runs through pass 2 like any other
         kept = col[~in_lead].unique() if bool((~in_lead).any()) else torch.zeros(1, dtype=col.dtype, device=col.device)
-        out = model(input_ids=batch.row_ids, attention_mask=batch.attention_mask.to(next(model.parameters()).dtype),
+        out = model(input_ids=batch.row_ids, attention_mask=additive_mask(model, batch.attention_mask),
                     position_ids=batch.row_positions, use_cache=True, logits_to_keep=kept,
                     output_hidden_states=hidden, **{cache_name: cache})
         pass_2 = len(logits) + (row - b) * len(kept) + torch.searchsorted(kept, col)
