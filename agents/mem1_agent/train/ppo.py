@@ -130,8 +130,8 @@ def check_attention(model: torch.nn.Module) -> None:
 
 def additive_mask(model: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
     """The layouts' additive 4-D mask in the dtype attention runs in: under autocast its dtype (bf16 on
-    CUDA), so that it is cast once per forward and not again in every layer's attention call (15 % of a
-    prefix-cache step on an H200, docs/benchmarks.md); otherwise the weights' dtype. Masked entries are
+    CUDA), so that it is cast once per forward and not again in every layer's attention call (see
+    docs/benchmarks.md, "Learner on one H200"); otherwise the weights' dtype. Masked entries are
     clamped to that dtype's lowest finite value, never -inf (a fully masked padding row stays finite)."""
     weight = next(model.parameters())
     kind = weight.device.type
