@@ -405,7 +405,8 @@ def _maybe_to_gpu(faiss, index, config: DenseConfig, nprobe: int):
     n_gpus = faiss.get_num_gpus()
     if config.use_gpu and n_gpus == 0:
         raise RetrievalError("use_gpu=True but faiss sees no GPU; install faiss-gpu (not next to faiss-cpu) or drop it")
-    # faiss has no GPU HNSW (nor HNSW-SQ8); flat and IVF indexes clone. Untested here (no GPU).
+    # faiss has no GPU HNSW (nor HNSW-SQ8); flat and IVF indexes clone. The call is tested with a stand-in
+    # (tests/retrieval/test_dense_gpu_wiring.py); faiss-gpu itself has not run here (none for the CUDA 13 GPU image).
     if config.use_gpu is False or n_gpus == 0 or isinstance(index, faiss.IndexHNSW):
         return index
     options = faiss.GpuMultipleClonerOptions()
