@@ -78,7 +78,9 @@ class _Codec:
         return ""
 
 
-def rollout_tokens_per_s(model, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
+def rollout_setup(model, args: argparse.Namespace):
+    """A TransformersPolicy over ``model`` that samples exactly ``--new-tokens`` tokens, and ``--rollouts``
+    requests of ``--context`` random token ids."""
     from mem1_agent.policies.base import GenerationRequest, SamplingConfig
     from mem1_agent.policies.hf import HFConfig, TransformersPolicy
 
@@ -90,6 +92,11 @@ def rollout_tokens_per_s(model, args: argparse.Namespace, device: torch.device) 
     requests = [GenerationRequest(slot=i, context_ids=tuple(torch.randint(1, vocab, (args.context,), generator=g).tolist()),
                                   context_text="", stop=(), max_new_tokens=args.new_tokens, observation="", turns_left=1)
                 for i in range(args.rollouts)]
+    return policy, requests
+
+
+def rollout_tokens_per_s(model, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
+    policy, requests = rollout_setup(model, args)
     seconds = []
     for _ in range(args.repeats + 1):
         synchronize(device)

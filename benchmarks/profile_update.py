@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_layouts import synchronize, trajectory
-from bench_train import SHAPES, _Codec, make_model
+from bench_train import SHAPES, make_model, rollout_setup
 from mem1_agent.train.device import autocast, resolve_device
 from mem1_agent.train.layouts import per_turn_samples, prefix_cache_sample
 from mem1_agent.train.sft import accumulate_nll
@@ -166,18 +166,9 @@ def attention_variants(model, args, device: torch.device) -> list[dict]:
 
 
 def profile_rollout(model, args, device: torch.device) -> dict:
-    from mem1_agent.policies.base import GenerationRequest, SamplingConfig
-    from mem1_agent.policies.hf import HFConfig, TransformersPolicy
     from torch.profiler import ProfilerActivity, profile
 
-    sampling = SamplingConfig(max_new_tokens=args.new_tokens)
-    policy = TransformersPolicy.from_model(model.eval(), _Codec(), sampling, HFConfig(max_batch=args.rollouts))
-    policy._finished = lambda ids, stop, budget: "length" if len(ids) >= budget else None  # fixed length
-    g = torch.Generator().manual_seed(1)
-    vocab = model.config.vocab_size
-    requests = [GenerationRequest(slot=i, context_ids=tuple(torch.randint(1, vocab, (args.context,), generator=g).tolist()),
-                                  context_text="", stop=(), max_new_tokens=args.new_tokens, observation="", turns_left=1)
-                for i in range(args.rollouts)]
+    policy, requests = rollout_setup(model, args)
     policy.generate(requests)  # warm-up
     synchronize(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
