@@ -172,13 +172,13 @@ def variants(base, nlist: int):
         for ef_search in (64, 256):
             yield replace(base, kind=kind, ef_search=ef_search)
     for pq_m in (96, 128):  # 384-d / 4 and / 3 (the default): 192 and 256 bytes for e5-base's 768-d
-        for nprobe in (16, 64, 256):
+        for nprobe in (16, 64, 256, nlist // 2):
             yield replace(base, kind="ivf-pq", pq_m=pq_m, nprobe=nprobe)
     for nprobe in (nlist // 8, nlist // 4, -(-3 * nlist // 8), 0):
         yield replace(base, kind="ivf-sq4", nprobe=nprobe)
     # refine: the codes propose refine_depth candidates, float16 vectors on disk re-rank them
     for depth in (50, 100):
-        for nprobe in (64, 256):
+        for nprobe in (64, 256, nlist // 2):
             yield replace(base, kind="ivf-pq", pq_m=128, nprobe=nprobe, refine=True, refine_depth=depth)
         for nprobe in (nlist // 4, 0):
             yield replace(base, kind="ivf-sq4", nprobe=nprobe, refine=True, refine_depth=depth)
@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--available-only", action="store_true",
                         help="measure on the passages already encoded (a prefix of the world), encoding none")
     parser.add_argument("--threads", type=int, default=1, help="torch and FAISS threads")
+    parser.add_argument("--only", nargs="+", metavar="TYPE", help="measure only these index types (flat is the truth anyway)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dense_scale.json")
     args = parser.parse_args()
 
@@ -227,6 +228,8 @@ def main() -> None:
     refine = RefineVectors(refine_file, source.n, source.dim)
     rows, built = [], {}
     for config in variants(base, ivf_shape(replace(base, kind="ivf-sq4"), source.n, source.dim)[0]):
+        if args.only and config.kind not in args.only:
+            continue
         rows.append(measure(config, source, queries, truth, source.dim, built, refine))
         print(json.dumps(rows[-1]), flush=True)
     report = {"passages": source.n, "world_passages": args.passages, "dim": source.dim, "queries": len(queries),

@@ -126,9 +126,11 @@ def stored_vectors(index_dir: str | Path) -> np.ndarray:
 
 def tuned_nprobe(index) -> int:
     """nprobe for an IVF ``index`` when the config leaves it 0. ivf-sq4: half the lists, for recall@3
-    0.93 of flat on 56k MiniLM passages (3/8 of them: 0.91; benchmarks/results/dense_scale.json):
-    short queries land far from the passage clusters, so the lists holding a query's neighbours are
-    spread out. ivf-pq: 64, cheap, as its 1 byte per 3 dimensions caps recall@3 near 0.86 anyway."""
+    0.98 of flat on 100k MiniLM passages of the synthetic world (3/8 of them: 0.96;
+    benchmarks/results/dense_scale.json): short queries land far from the passage clusters, so the
+    lists holding a query's neighbours are spread out. ivf-pq: 64, cheap (recall@3 0.76 there; half
+    the lists: 0.98, dense_scale_ivfpq.json). Half the lists scans half the codes of every query, so
+    its cost grows with the corpus: at wiki-18's 21M pass a measured ``nprobe`` for your queries."""
     if isinstance(index, _import_faiss().IndexIVFScalarQuantizer):
         return max(1, math.ceil(index.nlist / 2))
     return 64
