@@ -45,17 +45,19 @@ off only with idle cores: on 2 busy cores 4 pyserini workers were slower than 1.
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Callable, Sequence
 
 from mem1_gym.retrieval.base import Doc, RetrievalError, Retriever
 from mem1_gym.serving import BodyLimit, bind, problem, socket_url
 
 
+log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install "mem1-gym[web]"'
 _MAX_BATCH_QUERIES = 1024  # merged queries per search call: bounds encoder memory
 _ERRORS_SHOWN = 3  # a 422 names this many invalid fields (a bad batch can have thousands)
@@ -311,6 +313,7 @@ def serve_workers(
     if workers < 1:
         raise ValueError(f"workers (--workers) must be >= 1, got {workers}")
     check_default_topk(default_topk, limits)
+    spec = worker_spec(spec, workers)
     uvicorn = _uvicorn()
     from uvicorn.supervisors import Multiprocess
 
@@ -322,6 +325,27 @@ def serve_workers(
         if on_ready is not None:
             on_ready(socket_url(sock))
         Multiprocess(config, sockets=[sock]).run()
+
+
+def worker_spec(spec: IndexSpec, workers: int, cores: int | None = None) -> IndexSpec:
+    """``spec`` as each of ``workers`` processes opens it: tantivy searches a batch on a thread pool of
+    its own, so unless ``threads`` is given each worker gets ``cores // workers`` search threads (at
+    least 1) and the workers together do not ask for more threads than the machine has cores. On 2
+    cores, 4 workers with 1 thread each served 6,595 q/s where 2 threads each served 5,448
+    (benchmarks/bench_retrieval_server.py, docs/benchmarks.md)."""
+    if spec.backend != "tantivy" or "threads" in spec.options:
+        return spec
+    cores = cores or _usable_cores()
+    threads = max(1, cores // workers)
+    log.info("tantivy: %d search thread(s) per worker (%d cores, %d workers; --threads overrides)", threads, cores, workers)
+    return replace(spec, options={**spec.options, "threads": threads})
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def worker_app():

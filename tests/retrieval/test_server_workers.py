@@ -91,3 +91,20 @@ def test_a_ten_thousand_word_query_scores_at_most_64_terms(bm25s_retriever):
         body = {"queries": [query, title_of(3)], "topk": 1}
         result = requests.post(f"{server.url}/retrieve", json=body, timeout=30).json()["result"]
     assert len(result[0]) == 1 and result[1][0]["id"] == "3"
+
+
+def test_tantivy_workers_share_the_cores_unless_threads_is_given():
+    """Each tantivy worker searches on a thread pool of its own: by default the workers together ask for
+    the machine's cores, not workers x 2 threads (oversubscribed, 4 workers served 17 % fewer queries
+    on 2 cores); a given ``threads`` and the other backends are left alone."""
+    from mem1_gym.retrieval.server import IndexSpec, worker_spec
+
+    tantivy = IndexSpec("tantivy", "idx", None, {"k1": 0.9})
+    assert worker_spec(tantivy, workers=4, cores=2).options == {"k1": 0.9, "threads": 1}
+    assert worker_spec(tantivy, workers=2, cores=8).options["threads"] == 4
+    assert worker_spec(tantivy, workers=16, cores=8).options["threads"] == 1
+    given = IndexSpec("tantivy", "idx", None, {"threads": 3})
+    assert worker_spec(given, workers=4, cores=2) == given
+    bm25s = IndexSpec("bm25s", "idx", None, {})
+    assert worker_spec(bm25s, workers=4, cores=2) == bm25s
+    assert worker_spec(tantivy, workers=1).options["threads"] >= 1  # the machine's own core count
