@@ -109,13 +109,18 @@ def rollout_tokens_per_s(model, args: argparse.Namespace, device: torch.device) 
     return tokens / median, median
 
 
-def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: torch.device) -> dict:
+def layout_samples(model, layout: str, args: argparse.Namespace) -> tuple[list, int]:
+    """``--trajectories`` MEM1-shaped trajectories of ``--turns`` turns as ``layout``'s samples, and the
+    samples per forward/backward: ``--micro-trajectories`` trajectories (per-turn: all their turns)."""
     g = torch.Generator().manual_seed(args.turns)
     trajectories = [trajectory(args.turns, model.config.vocab_size, g) for _ in range(args.trajectories)]
     if layout == "per-turn":
-        samples, micro = [s for t in trajectories for s in per_turn_samples(t)], args.turns * args.micro_trajectories
-    else:
-        samples, micro = [prefix_cache_sample(t) for t in trajectories], args.micro_trajectories
+        return [s for t in trajectories for s in per_turn_samples(t)], args.turns * args.micro_trajectories
+    return [prefix_cache_sample(t) for t in trajectories], args.micro_trajectories
+
+
+def update_tokens_per_s(model, layout: str, args: argparse.Namespace, device: torch.device) -> dict:
+    samples, micro = layout_samples(model, layout, args)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     seconds = []
@@ -151,9 +156,7 @@ def planned_gib(model, samples: list, micro: int, device: torch.device) -> float
     from mem1_agent.train.memory_plan import ModelShape, Workload, plan_memory
     from mem1_agent.train.ppo import PPOConfig
 
-    c = model.config
-    shape = ModelShape(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
-                       c.intermediate_size, c.vocab_size, bool(c.tie_word_embeddings))
+    shape = ModelShape.from_config(model.config.to_dict())
     config = LearnerConfig(precision="fp32", rollout_backend="transformers", reference="none",
                            ppo=PPOConfig(kl_coef=0.0, micro_batch_size=micro, mini_batch_size=len(samples)))
     longest = max(samples, key=tokens_processed)

@@ -9,8 +9,9 @@ For the shape and the trajectories of ``bench_train.py`` (8 turns, MEM1 token le
   wall time, the device's busy time (the sum of kernel times: far below the wall time means the step
   waits on the CPU), and the operators with the most device time;
 * the attention call alone, forward + backward, at the per-turn micro-batch's size: scaled-dot-product
-  attention with the layouts' additive float mask in fp32 (what the learner passes today), the same mask
-  in bf16, and plain causal attention with no mask, each with the kernel PyTorch picked;
+  attention with the layouts' additive float mask in fp32 (what the learner passed before it cast the
+  mask to the autocast dtype), in bf16 (what it passes now), and plain causal attention with no mask,
+  each with the kernel PyTorch picked;
 * one rollout call (``TransformersPolicy``): wall time per sampled token and the device's busy share.
 """
 
@@ -26,10 +27,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_layouts import synchronize, trajectory
-from bench_train import SHAPES, make_model, rollout_setup
+from bench_layouts import synchronize
+from bench_train import SHAPES, layout_samples, make_model, rollout_setup
 from mem1_agent.train.device import autocast, resolve_device
-from mem1_agent.train.layouts import per_turn_samples, prefix_cache_sample
 from mem1_agent.train.sft import accumulate_nll
 
 
@@ -49,40 +49,16 @@ def top_ops(prof, device: torch.device, rows: int) -> str:
         return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=60)
 
 
-class LowPrecisionMask:
-    """Within it, the model gets its additive 4-D masks in the autocast dtype (clamped to its range) instead
-    of fp32: the candidate fix the ``bf16 mask`` rows measure."""
+def activities(device: torch.device) -> list:
+    from torch.profiler import ProfilerActivity
 
-    def __init__(self, model, device: torch.device, on: bool):
-        self.model, self.on = model, on and device.type == "cuda"
-
-    def __enter__(self):
-        if self.on:
-            forward = self.model.forward
-
-            def patched(*args, attention_mask=None, **kwargs):
-                if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.is_floating_point():
-                    low = torch.bfloat16
-                    attention_mask = attention_mask.clamp(min=torch.finfo(low).min).to(low)
-                return forward(*args, attention_mask=attention_mask, **kwargs)
-
-            self.model.forward = patched
-        return self
-
-    def __exit__(self, *exc):
-        if self.on:
-            del self.model.forward  # back to the class's method
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
 
-def profile_update(model, layout: str, args, device: torch.device, low_mask: bool = False) -> dict:
-    from torch.profiler import ProfilerActivity, profile
+def profile_update(model, layout: str, args, device: torch.device) -> dict:
+    from torch.profiler import profile
 
-    g = torch.Generator().manual_seed(args.turns)
-    trajectories = [trajectory(args.turns, model.config.vocab_size, g) for _ in range(args.trajectories)]
-    if layout == "per-turn":
-        samples, micro = [s for t in trajectories for s in per_turn_samples(t)], args.turns
-    else:
-        samples, micro = [prefix_cache_sample(t) for t in trajectories], 1
+    samples, micro = layout_samples(model, layout, args)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
@@ -91,18 +67,14 @@ def profile_update(model, layout: str, args, device: torch.device, low_mask: boo
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with LowPrecisionMask(model, device, low_mask):
-        one_step()  # warm-up: kernels, allocator, optimizer state
+    untraced = time_call(one_step, device, args.repeats)  # after a warm-up; the profiler's overhead left out
+    with profile(activities=activities(device)) as prof:
+        started = time.perf_counter()
+        one_step()
         synchronize(device)
-        untraced = time_call(one_step, device, args.repeats)  # the profiler's own overhead left out
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            started = time.perf_counter()
-            one_step()
-            synchronize(device)
-            wall = time.perf_counter() - started
+        wall = time.perf_counter() - started
     del optimizer
-    name = layout + (", bf16 mask" if low_mask else "")
+    name = layout
     busy = device_time_us(prof.key_averages()) / 1e6 if device.type == "cuda" else None
     table = top_ops(prof, device, args.rows)
     print(f"\n### update, {name}: {untraced:.3f} s per step (median of {args.repeats}); profiled step: wall {wall:.3f} s"
@@ -127,7 +99,7 @@ def time_call(fn, device: torch.device, repeats: int) -> float:
 def attention_variants(model, args, device: torch.device) -> list[dict]:
     """SDPA forward + backward at the per-turn micro-batch's size, with each mask the learner could pass."""
     from torch.nn.functional import scaled_dot_product_attention as sdpa
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
     c = model.config
     heads, head_dim = c.num_attention_heads, c.hidden_size // c.num_attention_heads
@@ -137,7 +109,8 @@ def attention_variants(model, args, device: torch.device) -> list[dict]:
     causal = torch.ones(s, s, dtype=torch.bool, device=device).tril()
     mask32 = torch.zeros(b, 1, s, s, device=device).masked_fill_(~causal, torch.finfo(torch.float32).min)
     mask16 = torch.zeros(b, 1, s, s, device=device, dtype=dtype).masked_fill_(~causal, torch.finfo(dtype).min)
-    variants = {"additive fp32 mask (today)": dict(attn_mask=mask32), f"additive {str(dtype)[6:]} mask": dict(attn_mask=mask16),
+    variants = {"additive fp32 mask (the learner's before)": dict(attn_mask=mask32),
+                f"additive {str(dtype)[6:]} mask (the learner's now)": dict(attn_mask=mask16),
                 "is_causal, no mask": dict(is_causal=True)}
     rows = []
     for name, kwargs in variants.items():
@@ -148,8 +121,7 @@ def attention_variants(model, args, device: torch.device) -> list[dict]:
 
         try:
             seconds = time_call(call, device, args.repeats)
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-            with profile(activities=activities) as prof:
+            with profile(activities=activities(device)) as prof:
                 call()
                 synchronize(device)
             kernels = sorted({e.key for e in prof.key_averages() if "attention" in e.key.lower() or "bmm" in e.key.lower()
@@ -166,13 +138,12 @@ def attention_variants(model, args, device: torch.device) -> list[dict]:
 
 
 def profile_rollout(model, args, device: torch.device) -> dict:
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
     policy, requests = rollout_setup(model, args)
     policy.generate(requests)  # warm-up
     synchronize(device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities(device)) as prof:
         started = time.perf_counter()
         policy.generate(requests)
         synchronize(device)
@@ -193,6 +164,7 @@ def main() -> None:
     parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--trajectories", type=int, default=4)
+    parser.add_argument("--micro-trajectories", type=int, default=1, help="trajectories per forward/backward")
     parser.add_argument("--attention-len", type=int, default=2048, help="S of the attention-alone comparison")
     parser.add_argument("--rollouts", type=int, default=32)
     parser.add_argument("--context", type=int, default=900)
@@ -208,8 +180,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
     result["attention"] = attention_variants(model, args, device)
-    result["update"] = [profile_update(model, layout, args, device, low) for low in (False, True)
-                        for layout in ("per-turn", "prefix-cache") if not low or device.type == "cuda"]
+    result["update"] = [profile_update(model, layout, args, device) for layout in ("per-turn", "prefix-cache")]
     result["rollout"] = profile_rollout(model, args, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")

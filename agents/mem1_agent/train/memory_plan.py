@@ -98,8 +98,12 @@ class ModelShape:
         if not path.is_file():
             raise FileNotFoundError(f"no model at {folder} (config.json missing): pass a model folder (build a tiny "
                                     f"one with `mem1-agent make-tiny --out {folder}`) or a shape: {sorted(SHAPES)}")
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        raw = raw.get("text_config", raw)
+        return cls.from_config(json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_config(cls, raw: dict) -> ModelShape:
+        """From a Hugging Face config as a dict (``config.json``, or ``model.config.to_dict()``)."""
+        raw = raw.get("text_config") or raw
         return cls(raw["hidden_size"], raw["num_hidden_layers"], raw["num_attention_heads"],
                    raw.get("num_key_value_heads", raw["num_attention_heads"]), raw["intermediate_size"],
                    raw["vocab_size"], bool(raw.get("tie_word_embeddings", False)),
